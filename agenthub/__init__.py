@@ -1,0 +1,1 @@
+"""AgentHub: a server where AI agents work together in persistent rooms."""

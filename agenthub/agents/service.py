@@ -1,0 +1,70 @@
+"""Agents: who exists, and creating new ones (admins only)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from agenthub.agents import store
+from agenthub.agents.schemas import AgentPublic
+from agenthub.audit import store as audit
+from agenthub.auth.jwt import Principal
+from agenthub.db.engine import Database
+from agenthub.errors import Conflict, Forbidden, NotFound, Unauthorized, clip
+
+
+def agent_out(row: Mapping[Any, Any]) -> AgentPublic:
+    return AgentPublic(
+        id=row["id"],
+        name=row["name"],
+        display_name=row["display_name"],
+        role=row["role"],
+        created_at=row["created_at"],
+    )
+
+
+def require_admin(actor: Principal) -> None:
+    if not actor.is_admin:
+        raise Forbidden("only an admin may do this")
+
+
+class AgentService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create(
+        self, actor: Principal | None, name: str, display_name: str, role: str
+    ) -> AgentPublic:
+        """Create an agent. `actor` None is the operator at the command line."""
+        if actor is not None:
+            require_admin(actor)
+        try:
+            async with self.db.write() as conn:
+                row = await store.insert(conn, name, display_name, role)
+                payload = {"agentId": str(row["id"]), "name": name, "role": role}
+                await audit.record(
+                    conn, "agent-created", actor.agent_id if actor else None, payload
+                )
+        except sa.exc.IntegrityError:
+            raise Conflict(f"agent name '{name}' is already taken") from None
+        return agent_out(row)
+
+    async def list_all(self) -> list[AgentPublic]:
+        async with self.db.read() as conn:
+            return [agent_out(r._mapping) for r in await store.list_all(conn)]
+
+    async def get(self, ref: str) -> AgentPublic:
+        async with self.db.read() as conn:
+            row = await store.get_by_ref(conn, ref)
+        if row is None:
+            raise NotFound(f"agent '{clip(ref)}' does not exist")
+        return agent_out(row._mapping)
+
+    async def me(self, actor: Principal) -> AgentPublic:
+        async with self.db.read() as conn:
+            row = await store.get_by_id(conn, actor.agent_id)
+        if row is None:
+            raise Unauthorized("the agent of this session no longer exists")
+        return agent_out(row._mapping)

@@ -1,0 +1,142 @@
+"""Two-tier auth: API tokens (issued, listed, revoked) traded for session JWTs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, NoReturn
+
+import sqlalchemy as sa
+
+from agenthub.agents import store as agents_store
+from agenthub.agents.schemas import AgentPublic
+from agenthub.agents.service import require_admin
+from agenthub.audit import store as audit
+from agenthub.auth import store, tokens
+from agenthub.auth.jwt import IssuedSession, Principal, SessionSigner
+from agenthub.auth.schemas import TokenIssued, TokenPublic
+from agenthub.db.engine import Database
+from agenthub.db.types import utcnow
+from agenthub.errors import Forbidden, InvalidRequest, NotFound, Unauthorized, clip
+
+_PREFIX_ATTEMPTS = 5
+
+
+def token_out(row: Mapping[Any, Any]) -> TokenPublic:
+    return TokenPublic(
+        id=row["id"],
+        prefix=row["prefix"],
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+class AuthService:
+    def __init__(self, db: Database, signer: SessionSigner) -> None:
+        self.db = db
+        self.signer = signer
+
+    async def open_session(self, api_token: str | None) -> tuple[IssuedSession, AgentPublic]:
+        """Trade an API token for a session JWT; every failure is the same 401 to the caller."""
+        prefix = tokens.prefix_of(api_token) if api_token else None
+        if api_token is None or prefix is None:
+            await self._login_failed(None, "malformed", None)
+        async with self.db.read() as conn:
+            row = await store.with_agent_by_prefix(conn, prefix)
+        if row is None:
+            await self._login_failed(None, "unknown", prefix)
+        if row.revoked_at is not None:
+            await self._login_failed(row.agent_id, "revoked", prefix)
+        if row.expires_at is not None and row.expires_at <= utcnow():
+            await self._login_failed(row.agent_id, "expired", prefix)
+        if not await tokens.verify_token(row.hash_argon2id, api_token):
+            await self._login_failed(row.agent_id, "mismatch", prefix)
+
+        session = self.signer.issue(row.agent_id, row.agent_role)
+        async with self.db.write() as conn:
+            await store.touch(conn, row.id)
+            await audit.record(conn, "login", row.agent_id, {"prefix": prefix, "jti": session.jti})
+        agent = AgentPublic(
+            id=row.agent_id,
+            name=row.agent_name,
+            display_name=row.agent_display_name,
+            role=row.agent_role,
+            created_at=row.agent_created_at,
+        )
+        return session, agent
+
+    async def _login_failed(self, agent_id: Any, reason: str, prefix: str | None) -> NoReturn:
+        async with self.db.write() as conn:
+            await audit.record(conn, "login-failed", agent_id, {"reason": reason, "prefix": prefix})
+        raise Unauthorized("invalid, expired or revoked API token")
+
+    async def issue_token(
+        self, actor: Principal | None, agent_ref: str, expires_at: datetime | None
+    ) -> TokenIssued:
+        """A new API token for an agent. `actor` None is the operator at the command line."""
+        if actor is not None:
+            require_admin(actor)
+        if expires_at is not None and expires_at <= utcnow():
+            raise InvalidRequest("field 'expiresAt' must be in the future")
+        async with self.db.read() as conn:
+            agent = await agents_store.get_by_ref(conn, agent_ref)
+        if agent is None:
+            raise NotFound(f"agent '{clip(agent_ref)}' does not exist")
+        for attempt in range(_PREFIX_ATTEMPTS):
+            prefix, token = tokens.new_token()
+            hashed = await tokens.hash_token(token)
+            try:
+                async with self.db.write() as conn:
+                    row = await store.insert(conn, agent.id, prefix, hashed, expires_at)
+                    payload = {
+                        "tokenId": str(row["id"]),
+                        "prefix": prefix,
+                        "forAgentId": str(agent.id),
+                    }
+                    await audit.record(
+                        conn, "token-issued", actor.agent_id if actor else None, payload
+                    )
+            except sa.exc.IntegrityError:
+                if attempt + 1 == _PREFIX_ATTEMPTS:
+                    raise
+                continue  # 6 random characters collided with an existing prefix: draw again
+            return TokenIssued(
+                id=row["id"],
+                prefix=prefix,
+                token=token,
+                expires_at=expires_at,
+                created_at=row["created_at"],
+            )
+        raise AssertionError("unreachable")
+
+    async def list_tokens(self, actor: Principal | None, agent_ref: str) -> list[TokenPublic]:
+        async with self.db.read() as conn:
+            agent = await agents_store.get_by_ref(conn, agent_ref)
+            if agent is None:
+                raise NotFound(f"agent '{clip(agent_ref)}' does not exist")
+            if actor is not None and not actor.is_admin and actor.agent_id != agent.id:
+                raise Forbidden("only an admin or the agent itself may list its tokens")
+            return [token_out(r._mapping) for r in await store.list_for_agent(conn, agent.id)]
+
+    async def revoke(self, actor: Principal | None, prefix: str) -> None:
+        """Revoke by prefix; revoking twice is not an error."""
+        row = None
+        if tokens.PREFIX_RE.match(prefix):
+            async with self.db.read() as conn:
+                row = await store.get_by_prefix(conn, prefix)
+        if row is None:
+            raise NotFound(f"token '{clip(prefix)}' does not exist")
+        if actor is not None and not actor.is_admin and actor.agent_id != row.agent_id:
+            raise Forbidden("only an admin or the token's agent may revoke it")
+        async with self.db.write() as conn:
+            if await store.revoke(conn, row.id):
+                payload = {
+                    "tokenId": str(row.id),
+                    "prefix": prefix,
+                    "forAgentId": str(row.agent_id),
+                }
+                await audit.record(
+                    conn, "token-revoked", actor.agent_id if actor else None, payload
+                )

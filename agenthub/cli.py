@@ -1,0 +1,275 @@
+"""The `agenthub` command: run the server and administer it from the shell.
+
+Errors come out as one sentence on stderr with a non-zero exit code: 2 for bad configuration
+or usage, 1 for anything refused or failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from agenthub.config import ConfigError, Settings, load_settings
+from agenthub.db import migrate as migrations
+from agenthub.db.engine import Database
+from agenthub.errors import AppError
+from agenthub.services import Services
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="AgentHub: rooms where AI agents work together.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+agents_app = typer.Typer(help="Manage agents.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
+app.add_typer(agents_app, name="agents")
+app.add_typer(tokens_app, name="tokens")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+SEED_AGENTS = [
+    ("founder-ceo", "Founder", "admin"),
+    ("agent-alpha", "Agent Alpha", "agent"),
+    ("agent-beta", "Agent Beta", "agent"),
+]
+SEED_ROOMS = [
+    ("general", "General", ["founder-ceo", "agent-alpha", "agent-beta"]),
+    ("ops", "Operations", ["founder-ceo", "agent-alpha"]),
+]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        typer.echo("invalid configuration:", err=True)
+        for line in exc.lines:
+            typer.echo(f"  {line}", err=True)
+        raise typer.Exit(2) from None
+
+
+def run_with_services(work: Callable[[Services], Awaitable[T]], *, migrate: bool = True) -> T:
+    """Open the database, apply migrations, run `work`, close; AppErrors become one line."""
+    settings = settings_or_exit()
+
+    async def main() -> T:
+        db = Database(settings.database_url_async)
+        try:
+            if migrate:
+                await migrations.upgrade(db)
+            return await work(Services.build(settings, db))
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except AppError as exc:
+        raise fail(exc.message) from None
+
+
+def emit(as_json: bool, data: Any, human: str) -> None:
+    typer.echo(json.dumps(data, indent=2) if as_json else human)
+
+
+def dump(model: Any) -> Any:
+    return model.model_dump(mode="json", by_alias=True)
+
+
+async def bootstrap_admin(services: Services) -> str | None:
+    """On an empty database, create the admin agent and return its first API token."""
+    from agenthub.agents import store as agents_store
+
+    async with services.db.read() as conn:
+        if await agents_store.count(conn) > 0:
+            return None
+    await services.agents.create(None, "admin", "Administrator", "admin")
+    issued = await services.auth.issue_token(None, "admin", None)
+    return issued.token
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: PORT).")] = None,
+) -> None:
+    """Run the server: applies migrations first; on an empty database creates the admin."""
+    import uvicorn
+
+    from agenthub.app import create_app
+
+    settings = settings_or_exit()
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    backend = "SQLite" if settings.is_sqlite else "PostgreSQL"
+    where = settings.resolved_database_url if settings.is_sqlite else "DATABASE_URL"
+    typer.echo(f"agenthub: {backend} ({where})", err=True)
+    token = run_with_services(bootstrap_admin)
+    base = f"http://{settings.host}:{settings.port}"
+    if token:
+        typer.echo(
+            "\nCreated the admin agent 'admin'. Its API token, shown only this once:\n\n"
+            f"    {token}\n\n"
+            "Trade it for a session JWT:\n\n"
+            f"    curl -s -X POST {base}/api/v1/sessions -H 'Authorization: Bearer {token}'\n"
+        )
+        sys.stdout.flush()
+    typer.echo(f"agenthub: listening on {base} (API docs at {base}/docs)", err=True)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws_per_message_deflate=False,
+        lifespan="on",
+        server_header=False,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (safe to repeat)."""
+
+    async def work(services: Services) -> tuple[str | None, str | None]:
+        return await migrations.upgrade(services.db)
+
+    before, after = run_with_services(work, migrate=False)
+    if before == after:
+        typer.echo(f"database schema is up to date (revision {after})")
+    else:
+        typer.echo(f"migrated database schema from {before or 'empty'} to {after}")
+
+
+@app.command()
+def seed(as_json: JsonOpt = False) -> None:
+    """Create the seed's 3 agents and 2 rooms; prints each new agent's token once."""
+
+    async def work(services: Services) -> list[dict[str, Any]]:
+        from agenthub.agents import store as agents_store
+        from agenthub.auth.jwt import Principal
+        from agenthub.errors import Conflict
+
+        out: list[dict[str, Any]] = []
+        for name, display, role in SEED_AGENTS:
+            try:
+                await services.agents.create(None, name, display, role)
+            except Conflict:
+                out.append({"agent": name, "created": False, "token": None})
+                continue
+            issued = await services.auth.issue_token(None, name, None)
+            out.append({"agent": name, "created": True, "token": issued.token})
+        for slug, title, members in SEED_ROOMS:
+            async with services.db.read() as conn:
+                owner = await agents_store.get_by_ref(conn, members[0])
+            assert owner is not None
+            actor = Principal(agent_id=owner.id, role=owner.role)
+            with contextlib.suppress(Conflict):  # rerun: the room exists already
+                await services.rooms.create(actor, slug, title)
+            for member in members[1:]:
+                await services.rooms.add_member(actor, slug, member)
+        return out
+
+    results = run_with_services(work)
+    lines = []
+    for r in results:
+        if r["created"]:
+            lines.append(f"{r['agent']}: {r['token']}")
+        else:
+            lines.append(
+                f"{r['agent']}: already exists (new token: agenthub tokens issue {r['agent']})"
+            )
+    lines.append("rooms: " + ", ".join(slug for slug, _, _ in SEED_ROOMS))
+    emit(as_json, {"agents": results, "rooms": [s for s, _, _ in SEED_ROOMS]}, "\n".join(lines))
+
+
+@agents_app.command("create")
+def agents_create(
+    name: Annotated[str, typer.Argument(help="A slug: lowercase letters, digits, dashes.")],
+    display_name: Annotated[str | None, typer.Option("--display-name", "-d")] = None,
+    admin: Annotated[bool, typer.Option("--admin", help="Give it the admin role.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an agent."""
+    from pydantic import ValidationError
+
+    from agenthub.agents.schemas import AgentCreate
+
+    try:
+        body = AgentCreate(
+            name=name, display_name=display_name or name, role="admin" if admin else "agent"
+        )
+    except ValidationError as exc:
+        from agenthub.http_errors import describe_validation
+
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        raise fail(describe_validation(errors).replace("field 'name'", "NAME"), 2) from None
+    agent = run_with_services(
+        lambda s: s.agents.create(None, body.name, body.display_name, body.role)
+    )
+    emit(as_json, dump(agent), f"created agent '{agent.name}' ({agent.role}) {agent.id}")
+
+
+@agents_app.command("list")
+def agents_list(as_json: JsonOpt = False) -> None:
+    """List agents."""
+    agents = run_with_services(lambda s: s.agents.list_all())
+    human = "\n".join(f"{a.name:<24} {a.role:<6} {a.display_name}  {a.id}" for a in agents)
+    emit(as_json, [dump(a) for a in agents], human or "no agents")
+
+
+@tokens_app.command("issue")
+def tokens_issue(
+    agent: Annotated[str, typer.Argument(help="The agent's name or id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue an API token for an agent; it is printed only this once."""
+    issued = run_with_services(lambda s: s.auth.issue_token(None, agent, None))
+    emit(as_json, dump(issued), issued.token)
+
+
+@tokens_app.command("list")
+def tokens_list(
+    agent: Annotated[str, typer.Argument(help="The agent's name or id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """List an agent's tokens (prefixes only)."""
+    tokens = run_with_services(lambda s: s.auth.list_tokens(None, agent))
+
+    def state(t: Any) -> str:
+        return "revoked" if t.revoked_at else "active"
+
+    human = "\n".join(
+        f"{t.prefix}  {state(t):<8} created {t.created_at:%Y-%m-%d %H:%M}"
+        + (f"  last used {t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "")
+        for t in tokens
+    )
+    emit(as_json, [dump(t) for t in tokens], human or "no tokens")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    prefix: Annotated[str, typer.Argument(help="The token's prefix (agt_xxxxxx).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a token: it no longer opens sessions."""
+    run_with_services(lambda s: s.auth.revoke(None, prefix))
+    emit(as_json, {"prefix": prefix, "revoked": True}, f"revoked {prefix}")
+
+
+def main() -> None:
+    app()

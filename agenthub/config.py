@@ -1,0 +1,221 @@
+"""Settings, validated once at start-up.
+
+Every variable of the seed is read here, plus the ones AgentHub adds. A bad value stops start-up
+with one line per variable (see `ConfigError`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+log = logging.getLogger("agenthub.config")
+
+JWT_SECRET_FILE = "jwt-secret"  # noqa: S105 (a file name, not a secret)
+MIN_SECRET_BYTES = 32
+
+
+class Environment(StrEnum):
+    development = "development"
+    test = "test"
+    production = "production"
+
+
+LOG_LEVELS = {"debug", "info", "warning", "warn", "error", "critical"}
+
+# What each variable should look like, for the start-up error message.
+EXPECTED: dict[str, str] = {
+    "AGENTHUB_ENV": "one of development, test, production",
+    "JWT_SECRET": f"a random string of at least {MIN_SECRET_BYTES} bytes "
+    "(e.g. `openssl rand -base64 32`)",
+    "JWT_TTL_SECONDS": "a whole number of seconds from 1 to 86400",
+    "DATABASE_URL": "postgresql://user:pass@host:port/db or sqlite:///path/to/file.db",
+    "POSTGRES_PORT": "a port number from 1 to 65535",
+    "PORT": "a port number from 1 to 65535",
+    "HOST": "an address to bind, e.g. 127.0.0.1 or 0.0.0.0",
+    "LOG_LEVEL": "one of debug, info, warning, error, critical",
+    "ALLOWED_ORIGINS": "comma-separated origins like http://localhost:3000",
+    "FEATURE_MESSAGING_ENABLED": "true or false",
+    "MAX_MESSAGE_BYTES": "a whole number of bytes from 1 to 1048576",
+    "AGENTHUB_DATA_DIR": "a writable directory path",
+}
+
+
+class ConfigError(Exception):
+    """Start-up configuration is invalid; `lines` holds one sentence per bad variable."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    agenthub_env: Environment = Environment.development
+    agenthub_data_dir: Path = Path("agenthub-data")
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=3000, ge=1, le=65535)
+    log_level: str = "info"
+
+    jwt_secret: str | None = None
+    jwt_ttl_seconds: int = Field(default=900, ge=1, le=86400)
+
+    database_url: str | None = None
+    postgres_host: str | None = None
+    postgres_port: int | None = Field(default=None, ge=1, le=65535)
+    postgres_user: str | None = None
+    postgres_password: str | None = None
+    postgres_db: str | None = None
+
+    allowed_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
+    feature_messaging_enabled: bool = True
+    max_message_bytes: int = Field(default=65536, ge=1, le=1024 * 1024)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v not in LOG_LEVELS:
+            raise ValueError("unknown log level")
+        return "warning" if v == "warn" else v
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        v = v.strip()
+        scheme = v.split("://", 1)[0] if "://" in v else ""
+        if scheme.split("+", 1)[0] not in {"postgresql", "postgres", "sqlite"}:
+            raise ValueError("unsupported database URL")
+        return v
+
+    @model_validator(mode="after")
+    def _production_secret(self) -> Settings:
+        if self.agenthub_env is Environment.production and not self.jwt_secret:
+            raise ValueError("JWT_SECRET: required in production")
+        if self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"JWT_SECRET: too short ({len(self.jwt_secret.encode())} bytes)")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.agenthub_env is Environment.production
+
+    @property
+    def uses_postgres_vars(self) -> bool:
+        return any(
+            v is not None
+            for v in (
+                self.postgres_host,
+                self.postgres_port,
+                self.postgres_user,
+                self.postgres_password,
+                self.postgres_db,
+            )
+        )
+
+    @property
+    def database_url_async(self) -> str:
+        """The SQLAlchemy URL with the async driver chosen for the backend."""
+        return async_url(self.resolved_database_url)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """DATABASE_URL, else the POSTGRES_* variables, else SQLite in the data folder."""
+        if self.database_url:
+            return self.database_url
+        if self.uses_postgres_vars:
+            user = quote(self.postgres_user or "agenthub", safe="")
+            password = self.postgres_password
+            auth = f"{user}:{quote(password, safe='')}" if password else user
+            host = self.postgres_host or "localhost"
+            port = self.postgres_port or 5432
+            return f"postgresql://{auth}@{host}:{port}/{self.postgres_db or 'agenthub'}"
+        return f"sqlite:///{(self.agenthub_data_dir / 'agenthub.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def secret(self) -> str:
+        """The HS256 key: JWT_SECRET, else one generated once and kept in the data folder."""
+        if self.jwt_secret:
+            return self.jwt_secret
+        return _dev_secret(self.agenthub_data_dir)
+
+
+def async_url(url: str) -> str:
+    """Map the plain URL forms every tool uses onto SQLAlchemy's async drivers."""
+    scheme, rest = url.split("://", 1)
+    base = scheme.split("+", 1)[0]
+    if base in {"postgresql", "postgres"}:
+        return f"postgresql+asyncpg://{rest}"
+    return f"sqlite+aiosqlite://{rest}"
+
+
+def _dev_secret(data_dir: Path) -> str:
+    path = data_dir / JWT_SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process started at the same moment and wrote it
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    log.warning(
+        "JWT_SECRET is not set: generated one and kept it in %s (mode 0600). "
+        "Set JWT_SECRET in production.",
+        path,
+    )
+    return secret
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from the environment and `.env`, or raise ConfigError with one line each."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = [str(p) for p in err.get("loc", ())]
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        if loc:
+            name = loc[0].upper()
+        elif ":" in msg:
+            name, msg = (part.strip() for part in msg.split(":", 1))
+        else:
+            name = "configuration"
+        expected = EXPECTED.get(name)
+        lines.append(f"{name}: {msg}" + (f" (expected {expected})" if expected else ""))
+    return lines

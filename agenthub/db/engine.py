@@ -1,0 +1,132 @@
+"""Engines, connections and transactions, the same interface on PostgreSQL and SQLite.
+
+`Database.read()` hands out a connection for queries; `Database.write()` a transaction that
+commits on success. Connection-level failures come out as `Unavailable` (503), so callers
+never see a driver exception for an unreachable database.
+
+SQLite allows one writer at a time. Rather than let concurrent writers collide on the file
+lock ("database is locked"), this process queues its own write transactions on an asyncio
+lock and starts each with BEGIN IMMEDIATE; other processes (the CLI) wait on busy_timeout.
+On PostgreSQL writers run concurrently and row locks order them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from agenthub.errors import Unavailable
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+PG_CONNECT_TIMEOUT_S = 5
+PG_COMMAND_TIMEOUT_S = 15
+POOL_TIMEOUT_S = 10
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether an exception means the database cannot be reached (as opposed to a bad query)."""
+    if isinstance(exc, sa.exc.IntegrityError):
+        return False
+    if isinstance(exc, sa.exc.DBAPIError):
+        return exc.connection_invalidated or isinstance(
+            exc, sa.exc.OperationalError | sa.exc.InterfaceError
+        )
+    return isinstance(exc, OSError | TimeoutError | sa.exc.TimeoutError)
+
+
+def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=0, pool_timeout=60, hide_parameters=True
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin (SQLAlchemy's recipe).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.dialect = make_url(url).get_backend_name()
+        self.is_sqlite = self.dialect == "sqlite"
+        self._write_lock: asyncio.Lock | None = None
+        if self.is_sqlite:
+            path = make_url(url).database
+            if path and path != ":memory:":
+                from pathlib import Path
+
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = _sqlite_engine(url, immediate=False, pool_size=4)
+            self.write_engine = _sqlite_engine(url, immediate=True, pool_size=1)
+            self._write_lock = asyncio.Lock()
+        else:
+            self.engine = create_async_engine(
+                url,
+                pool_size=10,
+                max_overflow=10,
+                pool_timeout=POOL_TIMEOUT_S,
+                pool_pre_ping=True,
+                hide_parameters=True,
+                connect_args={
+                    "timeout": PG_CONNECT_TIMEOUT_S,
+                    "command_timeout": PG_COMMAND_TIMEOUT_S,
+                },
+            )
+            self.write_engine = self.engine
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise Unavailable() from exc
+            raise
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that commits when the block ends without an exception."""
+        lock = self._write_lock or contextlib.nullcontext()
+        try:
+            async with lock, self.write_engine.begin() as conn:
+                yield conn
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise Unavailable() from exc
+            raise
+
+    async def ping(self, within: float = 2.0) -> bool:
+        try:
+            async with asyncio.timeout(within), self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+            return True
+        except Exception:
+            return False
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.write_engine is not self.engine:
+            await self.write_engine.dispose()

@@ -1,0 +1,120 @@
+"""The six tables of the seed's data model, plus what ordering and idempotency need.
+
+`rooms.last_seq` is the per-room message counter (see `messages.store.insert_message`);
+`messages.seq` is unique per room and `messages.client_msg_id` unique per (room, sender).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from agenthub.db.types import JSONType, UTCDateTime, utcnow, uuid7
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+    __table_args__ = (sa.CheckConstraint("role IN ('admin', 'agent')", name="role"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
+    name: Mapped[str] = mapped_column(sa.String(63), unique=True)
+    display_name: Mapped[str] = mapped_column(sa.String(200))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
+    agent_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("agents.id", ondelete="CASCADE"), index=True
+    )
+    prefix: Mapped[str] = mapped_column(sa.String(10), unique=True)
+    hash_argon2id: Mapped[str] = mapped_column(sa.String(255))
+    scopes: Mapped[Any] = mapped_column(JSONType, default=list)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Room(Base):
+    __tablename__ = "rooms"
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
+    slug: Mapped[str] = mapped_column(sa.String(63), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(200))
+    created_by: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("agents.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seq: Mapped[int] = mapped_column(sa.BigInteger, default=0, server_default="0")
+
+
+class RoomMember(Base):
+    __tablename__ = "room_members"
+
+    room_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True
+    )
+    agent_id: Mapped[uuid.UUID] = mapped_column(
+        sa.ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        sa.UniqueConstraint("room_id", "seq"),
+        sa.UniqueConstraint("room_id", "sender_id", "client_msg_id"),
+        sa.Index("ix_messages_room_id_created_at", "room_id", sa.text("created_at DESC")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
+    room_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("rooms.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(sa.BigInteger)
+    sender_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("agents.id"))
+    body: Mapped[str] = mapped_column(sa.Text)
+    client_msg_id: Mapped[str | None] = mapped_column(sa.String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        sa.Index("ix_audit_events_type_created_at", "type", "created_at"),
+        sa.Index("ix_audit_events_agent_id_id", "agent_id", "id"),
+    )
+
+    # uuid7: ids sort by time, so the audit log pages by id.
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
+    type: Mapped[str] = mapped_column(sa.String(64))
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(
+        sa.ForeignKey("agents.id", ondelete="SET NULL")
+    )
+    payload: Mapped[Any] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+agents = cast(sa.Table, Agent.__table__)
+api_tokens = cast(sa.Table, ApiToken.__table__)
+rooms = cast(sa.Table, Room.__table__)
+room_members = cast(sa.Table, RoomMember.__table__)
+messages = cast(sa.Table, Message.__table__)
+audit_events = cast(sa.Table, AuditEvent.__table__)

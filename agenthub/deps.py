@@ -1,0 +1,48 @@
+"""FastAPI dependencies: the services of the app and the calling agent."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from agenthub.auth.jwt import Principal
+from agenthub.errors import Unauthorized
+from agenthub.services import Services
+
+_bearer = HTTPBearer(auto_error=False, description="a session JWT from POST /api/v1/sessions")
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value or " " in value:
+        return None
+    return value
+
+
+async def current_agent(
+    request: Request,
+    services: Annotated[Services, Depends(get_services)],
+    _creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized("missing session token (Authorization: Bearer <jwt>)")
+    principal = services.signer.verify(token)
+    request.state.principal = principal
+    return principal
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+CurrentAgent = Annotated[Principal, Depends(current_agent)]

@@ -1,0 +1,97 @@
+"""Every error from the HTTP side leaves in the contract's envelope.
+
+Domain errors carry their code; FastAPI's validation errors become 400 `invalid_request`
+naming the field; anything unexpected is a 500 `internal` whose details stay in the log
+(the exception type only: no SQL, parameters or stack trace there either).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agenthub.db.engine import is_unavailable
+from agenthub.errors import AppError, RateLimited, Unavailable, clip
+
+log = logging.getLogger("agenthub.http")
+
+
+def envelope(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    source = loc[0] if loc else "body"
+    path = ".".join(str(p) for p in loc[1:])
+    if source == "body":
+        return f"field '{path}'" if path else "request body"
+    kind = {"query": "query parameter", "path": "path parameter", "header": "header"}.get(
+        str(source), str(source)
+    )
+    return f"{kind} '{path}'"
+
+
+def describe_validation(errors: list[Any]) -> str:
+    err = errors[0] if errors else {}
+    loc = tuple(err.get("loc", ()))
+    kind = err.get("type", "")
+    if kind == "json_invalid":
+        return "request body is not valid JSON"
+    where = _where(loc)
+    if kind == "missing":
+        return f"{where} is required"
+    if where == "request body":
+        return "request body must be a JSON object (Content-Type: application/json)"
+    msg = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+    return f"{where}: {clip(msg, 200)}"
+
+
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    return envelope(exc.status, exc.code, exc.message, headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return envelope(400, "invalid_request", describe_validation(list(exc.errors())))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return envelope(404, "not_found", f"no route {request.method} {clip(request.url.path)}")
+    if exc.status_code == 405:
+        return envelope(405, "invalid_request", f"method {request.method} is not allowed here")
+    if exc.status_code == 413:
+        return envelope(413, "payload_too_large", "request body is too large")
+    code = "internal" if exc.status_code >= 500 else "invalid_request"
+    headers = dict(exc.headers) if exc.headers else None
+    return envelope(exc.status_code, code, "request could not be processed", headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if is_unavailable(exc):
+        err = Unavailable()
+        return envelope(err.status, err.code, err.message)
+    log.error(
+        "unhandled %s on %s %s",
+        type(exc).__name__,
+        request.method,
+        request.scope.get("route").path if request.scope.get("route") else "unmatched",  # type: ignore[union-attr]
+    )
+    return envelope(500, "internal", "internal server error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,132 @@
+"""Sending and reading messages. `send` is the one way a message is stored, for HTTP and
+Socket.IO alike: validate, authorize, store with its seq and audit row in one transaction,
+then hand it to the real-time layer."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from agenthub import cursors
+from agenthub.audit import store as audit
+from agenthub.auth.jwt import Principal
+from agenthub.db.engine import Database
+from agenthub.errors import InvalidRequest, PayloadTooLarge
+from agenthub.events import Events
+from agenthub.messages import store
+from agenthub.messages.schemas import MessagePage, MessagePublic
+from agenthub.rooms.service import RoomService
+
+MAX_CLIENT_MSG_ID = 128
+
+
+def message_out(row: Mapping[Any, Any]) -> MessagePublic:
+    return MessagePublic(
+        id=row["id"],
+        room_id=row["room_id"],
+        seq=row["seq"],
+        sender_id=row["sender_id"],
+        body=row["body"],
+        client_msg_id=row["client_msg_id"],
+        created_at=row["created_at"],
+    )
+
+
+class _Duplicate(Exception):
+    """Rolls back a send whose clientMsgId was already stored."""
+
+    def __init__(self, row: Mapping[Any, Any]) -> None:
+        self.row = row
+
+
+class MessageService:
+    def __init__(
+        self, db: Database, rooms: RoomService, events: Events, max_message_bytes: int
+    ) -> None:
+        self.db = db
+        self.rooms = rooms
+        self.events = events
+        self.max_message_bytes = max_message_bytes
+
+    def check_message(self, body: object, client_msg_id: object) -> tuple[str, str | None]:
+        if not isinstance(body, str) or not body:
+            raise InvalidRequest("field 'body' must be a non-empty string")
+        if len(body) * 4 > self.max_message_bytes and (len(body.encode()) > self.max_message_bytes):
+            raise PayloadTooLarge(f"field 'body' exceeds {self.max_message_bytes} bytes")
+        if "\x00" in body:
+            raise InvalidRequest("field 'body' must not contain U+0000")
+        if client_msg_id is not None and (
+            not isinstance(client_msg_id, str)
+            or not 0 < len(client_msg_id) <= MAX_CLIENT_MSG_ID
+            or "\x00" in client_msg_id
+        ):
+            raise InvalidRequest(
+                f"field 'clientMsgId' must be a string of 1-{MAX_CLIENT_MSG_ID} characters "
+                "without U+0000"
+            )
+        return body, client_msg_id
+
+    async def send(
+        self, actor: Principal, room_ref: str, body: object, client_msg_id: object = None
+    ) -> tuple[MessagePublic, bool]:
+        """Store a message from a member; returns it and whether it is new (False for an
+        idempotent repeat, which stores and announces nothing)."""
+        body, client_msg_id = self.check_message(body, client_msg_id)
+        room = await self.rooms.room_for(actor, room_ref, admin_ok=False)
+        return await self._store(actor.agent_id, room.id, body, client_msg_id)
+
+    async def _store(
+        self, sender_id: uuid.UUID, room_id: uuid.UUID, body: str, client_msg_id: str | None
+    ) -> tuple[MessagePublic, bool]:
+        ticket: Any = None
+        reserved = False
+        try:
+            async with self.db.write() as conn:
+                seq = await store.allocate_seq(conn, room_id)
+                ticket, reserved = self.events.message_reserved(room_id, seq), True
+                if client_msg_id is not None:
+                    # Under the room's lock: a twin send has either committed or not begun.
+                    dup = await store.find_by_client_msg_id(conn, room_id, sender_id, client_msg_id)
+                    if dup is not None:
+                        raise _Duplicate(dup._mapping)
+                row = await store.insert(conn, room_id, seq, sender_id, body, client_msg_id)
+                payload = {"roomId": str(room_id), "messageId": str(row["id"]), "seq": seq}
+                await audit.record(conn, "message-sent", sender_id, payload)
+        except _Duplicate as dup:
+            self.events.message_settled(ticket, None)
+            return message_out(dup.row), False
+        except BaseException:
+            if reserved:
+                self.events.message_settled(ticket, None)
+            raise
+        message = message_out(row)
+        self.events.message_settled(ticket, message)
+        return message, True
+
+    async def history(
+        self,
+        actor: Principal,
+        room_ref: str,
+        *,
+        cursor: str | None,
+        after_seq: int | None,
+        limit: int,
+    ) -> MessagePage:
+        """Newest first with an opaque cursor, or oldest first after a seq (catch-up)."""
+        if cursor and after_seq is not None:
+            raise InvalidRequest("use either 'cursor' or 'afterSeq', not both")
+        before = cursors.decode_seq(cursor) if cursor else None
+        room = await self.rooms.room_for(actor, room_ref, admin_ok=True)
+        async with self.db.read() as conn:
+            if after_seq is not None:
+                rows = await store.after(conn, room.id, after_seq, limit)
+                return MessagePage(
+                    messages=[message_out(r._mapping) for r in rows], next_cursor=None
+                )
+            rows = await store.newest(conn, room.id, before, limit + 1)
+        page = [message_out(r._mapping) for r in rows[:limit]]
+        more = len(rows) > limit
+        return MessagePage(
+            messages=page, next_cursor=cursors.encode_seq(page[-1].seq) if more else None
+        )

@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import uuid
+
+from pydantic import Field
+
+from agenthub.agents.schemas import AgentPublic
+from agenthub.wire import RequestModel, Slug, Text200, Timestamp, WireModel
+
+
+class RoomCreate(RequestModel):
+    slug: Slug = Field(description="a slug: ^[a-z0-9][a-z0-9-]{1,62}$")
+    name: Text200
+
+
+class RoomPublic(WireModel):
+    id: uuid.UUID
+    slug: str
+    name: str
+    created_by: uuid.UUID
+    created_at: Timestamp
+
+
+class RoomList(WireModel):
+    rooms: list[RoomPublic]
+
+
+class MemberAdd(RequestModel):
+    agent: str = Field(min_length=1, max_length=63, description="an agent id or name")
+
+
+class MemberList(WireModel):
+    members: list[AgentPublic]

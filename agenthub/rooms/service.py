@@ -1,0 +1,110 @@
+"""Rooms and membership. Who may see a room: its members, and admins where allowed."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from agenthub.agents import store as agents_store
+from agenthub.agents.schemas import AgentPublic
+from agenthub.agents.service import agent_out
+from agenthub.audit import store as audit
+from agenthub.auth.jwt import Principal
+from agenthub.db.engine import Database
+from agenthub.errors import Conflict, Forbidden, NotFound, clip
+from agenthub.events import Events
+from agenthub.rooms import store
+from agenthub.rooms.schemas import RoomPublic
+
+
+def room_out(row: Mapping[Any, Any]) -> RoomPublic:
+    return RoomPublic(
+        id=row["id"],
+        slug=row["slug"],
+        name=row["name"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+    )
+
+
+class RoomService:
+    def __init__(self, db: Database, events: Events) -> None:
+        self.db = db
+        self.events = events
+
+    async def room_for(self, actor: Principal, ref: str, *, admin_ok: bool) -> RoomPublic:
+        """The room `ref` if the actor may use it: 404 when it does not exist, 403 for a
+        non-member (admins pass where `admin_ok`)."""
+        async with self.db.read() as conn:
+            found = await store.get_with_membership(conn, ref, actor.agent_id)
+        if found is None:
+            raise NotFound(f"room '{clip(ref)}' does not exist")
+        row, is_member = found
+        if not is_member and not (admin_ok and actor.is_admin):
+            raise Forbidden(f"you are not a member of room '{row.slug}'")
+        return room_out(row._mapping)
+
+    async def create(self, actor: Principal, slug: str, name: str) -> RoomPublic:
+        try:
+            async with self.db.write() as conn:
+                row = await store.insert(conn, slug, name, actor.agent_id)
+                await audit.record(
+                    conn, "room-created", actor.agent_id, {"roomId": str(row["id"]), "slug": slug}
+                )
+        except sa.exc.IntegrityError:
+            raise Conflict(f"room slug '{slug}' is already taken") from None
+        room = room_out(row)
+        self.events.member_added(actor.agent_id, room)
+        return room
+
+    async def list_for(self, actor: Principal, *, all_rooms: bool) -> list[RoomPublic]:
+        if all_rooms and not actor.is_admin:
+            raise Forbidden("only an admin may list all rooms ('all=true')")
+        async with self.db.read() as conn:
+            rows = (
+                await store.list_all(conn)
+                if all_rooms
+                else await store.list_for_agent(conn, actor.agent_id)
+            )
+        return [room_out(r._mapping) for r in rows]
+
+    async def members(self, actor: Principal, ref: str) -> list[AgentPublic]:
+        room = await self.room_for(actor, ref, admin_ok=True)
+        async with self.db.read() as conn:
+            return [agent_out(r._mapping) for r in await store.members(conn, room.id)]
+
+    async def add_member(
+        self, actor: Principal, ref: str, agent_ref: str
+    ) -> tuple[AgentPublic, bool]:
+        """Add an agent to a room; returns it and whether it is new there."""
+        room = await self.room_for(actor, ref, admin_ok=True)
+        async with self.db.write() as conn:
+            agent = await agents_store.get_by_ref(conn, agent_ref)
+            if agent is None:
+                raise NotFound(f"agent '{clip(agent_ref)}' does not exist")
+            added = await store.add_member(conn, room.id, agent.id)
+            if added:
+                payload = {"roomId": str(room.id), "agentId": str(agent.id)}
+                await audit.record(conn, "member-added", actor.agent_id, payload)
+        if added:
+            self.events.member_added(agent.id, room)
+        return agent_out(agent._mapping), added
+
+    async def remove_member(self, actor: Principal, ref: str, agent_ref: str) -> None:
+        async with self.db.write() as conn:
+            found = await store.get_with_membership(conn, ref, actor.agent_id)
+            if found is None:
+                raise NotFound(f"room '{clip(ref)}' does not exist")
+            room = found[0]
+            agent = await agents_store.get_by_ref(conn, agent_ref)
+            if agent is None:
+                raise NotFound(f"agent '{clip(agent_ref)}' does not exist")
+            if not actor.is_admin and actor.agent_id != agent.id:
+                raise Forbidden("only an admin or the agent itself may remove a member")
+            if not await store.remove_member(conn, room.id, agent.id):
+                raise NotFound(f"agent '{agent.name}' is not a member of room '{room.slug}'")
+            payload = {"roomId": str(room.id), "agentId": str(agent.id)}
+            await audit.record(conn, "member-removed", actor.agent_id, payload)
+        self.events.member_removed(agent.id, room.id)

@@ -1,0 +1,96 @@
+"""SQL for rooms and their members."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agenthub.db.models import agents, room_members, rooms
+from agenthub.db.types import as_uuid, utcnow, uuid7
+
+
+async def get_with_membership(
+    conn: AsyncConnection, ref: str, agent_id: uuid.UUID
+) -> tuple[Row[Any], bool] | None:
+    """The room whose id or slug is `ref` (the id wins) and whether `agent_id` is a member."""
+    ref_id = as_uuid(ref)
+    cond = rooms.c.slug == ref
+    if ref_id is not None:
+        cond = (rooms.c.id == ref_id) | cond
+    membership = (
+        sa.select(room_members.c.agent_id)
+        .where(room_members.c.room_id == rooms.c.id, room_members.c.agent_id == agent_id)
+        .exists()
+    )
+    stmt = sa.select(rooms, membership.label("is_member")).where(cond)
+    rows = (await conn.execute(stmt)).all()
+    chosen = next((r for r in rows if r.id == ref_id), rows[0] if rows else None)
+    return None if chosen is None else (chosen, bool(chosen.is_member))
+
+
+async def list_for_agent(conn: AsyncConnection, agent_id: uuid.UUID) -> Sequence[Row[Any]]:
+    stmt = (
+        sa.select(rooms)
+        .join(room_members, room_members.c.room_id == rooms.c.id)
+        .where(room_members.c.agent_id == agent_id)
+        .order_by(rooms.c.created_at, rooms.c.slug)
+    )
+    return (await conn.execute(stmt)).all()
+
+
+async def list_all(conn: AsyncConnection) -> Sequence[Row[Any]]:
+    return (await conn.execute(sa.select(rooms).order_by(rooms.c.created_at, rooms.c.slug))).all()
+
+
+async def room_ids_for_agent(conn: AsyncConnection, agent_id: uuid.UUID) -> list[uuid.UUID]:
+    stmt = sa.select(room_members.c.room_id).where(room_members.c.agent_id == agent_id)
+    return list((await conn.execute(stmt)).scalars())
+
+
+async def insert(
+    conn: AsyncConnection, slug: str, name: str, created_by: uuid.UUID
+) -> dict[str, Any]:
+    """Insert a room with its creator as first member; a taken slug raises IntegrityError."""
+    room_id = uuid7()
+    row = {
+        "id": room_id,
+        "slug": slug,
+        "name": name,
+        "created_by": created_by,
+        "created_at": utcnow(),
+        "last_seq": 0,
+    }
+    await conn.execute(sa.insert(rooms).values(**row))
+    await add_member(conn, room_id, created_by)
+    return row
+
+
+async def members(conn: AsyncConnection, room_id: uuid.UUID) -> Sequence[Row[Any]]:
+    stmt = (
+        sa.select(agents)
+        .join(room_members, room_members.c.agent_id == agents.c.id)
+        .where(room_members.c.room_id == room_id)
+        .order_by(room_members.c.joined_at, agents.c.name)
+    )
+    return (await conn.execute(stmt)).all()
+
+
+async def add_member(conn: AsyncConnection, room_id: uuid.UUID, agent_id: uuid.UUID) -> bool:
+    """Add a member; False when it already was one."""
+    values = {"room_id": room_id, "agent_id": agent_id, "joined_at": utcnow()}
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(room_members).values(**values).on_conflict_do_nothing()
+    return (await conn.execute(stmt)).rowcount > 0
+
+
+async def remove_member(conn: AsyncConnection, room_id: uuid.UUID, agent_id: uuid.UUID) -> bool:
+    stmt = sa.delete(room_members).where(
+        room_members.c.room_id == room_id, room_members.c.agent_id == agent_id
+    )
+    return (await conn.execute(stmt)).rowcount > 0
