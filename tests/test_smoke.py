@@ -17,7 +17,9 @@ def test_send_and_read_back(server: Server, alice: Agent, bob: Agent) -> None:
     r = alice.post(f"/api/v1/rooms/{room['slug']}/messages", {"body": "hello"})
     assert r.status_code == 201, r.text
     msg = r.json()
-    assert msg["seq"] == 1 and msg["senderId"] == alice.id and msg["clientMsgId"] is None
+    assert msg["seq"] == 1
+    assert msg["senderId"] == alice.id
+    assert msg["clientMsgId"] is None
     assert msg["createdAt"].endswith("Z")
     r = bob.get(f"/api/v1/rooms/{room['id']}/messages")
     assert r.status_code == 200
