@@ -1,0 +1,45 @@
+# The README's two commands are `make run` and `make test`; everything else is a step of them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check lint format typecheck pytest install clean
+
+run: $(STAMP)
+	$(BIN)/agenthub serve
+
+test: $(STAMP) check pytest
+
+check: lint typecheck
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+install: $(STAMP)
+
+# A fresh Debian python3 may lack the venv module (python3-venv); virtualenv from pip does the same job.
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); \
+	  $(PYTHON) -m pip install --user --quiet virtualenv 2>/dev/null || \
+	  $(PYTHON) -m pip install --user --quiet --break-system-packages virtualenv; \
+	  $(PYTHON) -m virtualenv --quiet $(VENV); }
+
+$(STAMP): $(VENV)/bin/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
