@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import socketio
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
@@ -20,6 +21,7 @@ from agenthub.config import Settings, load_settings
 from agenthub.db.engine import Database
 from agenthub.health import router as health_router
 from agenthub.messages.http import router as messages_router
+from agenthub.realtime.hub import Hub
 from agenthub.rooms.http import router as rooms_router
 from agenthub.services import Services
 
@@ -29,14 +31,22 @@ VERSION = "0.1.0"
 def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = settings or load_settings()
 
+    hub = Hub(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database_url_async)
-        app.state.services = Services.build(settings, db)
+        messaging = settings.feature_messaging_enabled
+        services = Services.build(settings, db, events=hub if messaging else None)
+        app.state.services = services
+        app.state.hub = hub
         app.state.started = time.monotonic()
+        if messaging:
+            hub.start(services)
         try:
             yield
         finally:
+            await hub.stop()
             await db.dispose()
 
     app = FastAPI(
@@ -57,7 +67,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    return app
+    # Socket.IO answers under /socket.io/; everything else, and the lifespan, goes to FastAPI.
+    asgi: ASGIApp = socketio.ASGIApp(hub.sio, other_asgi_app=app, socketio_path="socket.io")
+    return asgi
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

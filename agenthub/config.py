@@ -46,6 +46,11 @@ EXPECTED: dict[str, str] = {
     "FEATURE_MESSAGING_ENABLED": "true or false",
     "MAX_MESSAGE_BYTES": "a whole number of bytes from 1 to 1048576",
     "AGENTHUB_DATA_DIR": "a writable directory path",
+    "RATE_LIMIT_SOCKET_PER_SEC": "a whole number of events, at least 1",
+    "PRESENCE_TTL_SECONDS": "a number of seconds above 0",
+    "PRESENCE_SWEEP_SECONDS": "a number of seconds above 0",
+    "SOCKETIO_PING_INTERVAL": "a number of seconds above 0",
+    "SOCKETIO_PING_TIMEOUT": "a number of seconds above 0",
 }
 
 
@@ -86,6 +91,12 @@ class Settings(BaseSettings):
     feature_messaging_enabled: bool = True
     max_message_bytes: int = Field(default=65536, ge=1, le=1024 * 1024)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    rate_limit_socket_per_sec: int = Field(default=30, ge=1)
+    presence_ttl_seconds: float = Field(default=30.0, gt=0)
+    presence_sweep_seconds: float = Field(default=5.0, gt=0)
+    socketio_ping_interval: float = Field(default=25.0, gt=0)
+    socketio_ping_timeout: float = Field(default=20.0, gt=0)
 
     @field_validator("log_level")
     @classmethod

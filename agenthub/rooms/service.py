@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,6 +46,18 @@ class RoomService:
         if not is_member and not (admin_ok and actor.is_admin):
             raise Forbidden(f"you are not a member of room '{row.slug}'")
         return room_out(row._mapping)
+
+    async def find(self, ref: str) -> RoomPublic:
+        """The room `ref`, whoever asks (404 when it does not exist)."""
+        async with self.db.read() as conn:
+            found = await store.get_with_membership(conn, ref, uuid.UUID(int=0))
+        if found is None:
+            raise NotFound(f"room '{clip(ref)}' does not exist")
+        return room_out(found[0]._mapping)
+
+    async def room_ids_of(self, actor: Principal) -> list[uuid.UUID]:
+        async with self.db.read() as conn:
+            return await store.room_ids_for_agent(conn, actor.agent_id)
 
     async def create(self, actor: Principal, slug: str, name: str) -> RoomPublic:
         try:

@@ -1,0 +1,1 @@
+"""The real-time half of the contract: the Socket.IO `/agents` namespace."""

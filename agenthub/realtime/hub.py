@@ -1,0 +1,304 @@
+"""The `/agents` namespace: handshake, events, membership changes, presence, ordered delivery.
+
+Handlers only translate: they parse the payload, call the same services as the HTTP routes,
+and turn results and `AppError`s into acks. Everything the server emits goes through one
+queue drained by one task, in the order it was queued, so a room's `message:new` events leave
+in seq order (see `ordering.py`) and never overtake the `room:added` that put a socket there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+import socketio
+
+from agenthub.auth.jwt import Principal
+from agenthub.config import Settings
+from agenthub.errors import AppError, InvalidRequest, NotFound, RateLimited, clip
+from agenthub.messages.schemas import MessagePublic
+from agenthub.realtime.ordering import RoomOrder, Ticket
+from agenthub.realtime.presence import Presence
+from agenthub.realtime.ratelimit import SlidingWindow
+from agenthub.rooms.schemas import RoomPublic
+from agenthub.services import Services
+
+log = logging.getLogger("agenthub.realtime")
+
+NAMESPACE = "/agents"
+Ack = dict[str, Any]
+Handler = Callable[["SocketState", dict[str, Any]], Awaitable[Ack]]
+
+
+def agent_room(agent_id: uuid.UUID | str) -> str:
+    return f"agent:{agent_id}"
+
+
+def error_ack(exc: AppError) -> Ack:
+    return {"ok": False, "error": exc.to_dict()}
+
+
+@dataclass(eq=False)
+class SocketState:
+    sid: str
+    principal: Principal
+    window: SlidingWindow
+    last_active: float = field(default_factory=time.monotonic)
+    joined: set[str] = field(default_factory=set)  # rooms where this socket is present
+
+    @property
+    def agent_id(self) -> str:
+        return str(self.principal.agent_id)
+
+
+class Hub:
+    """Implements `agenthub.events.Events` for the services, and serves the namespace."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi",
+            cors_allowed_origins=list(settings.allowed_origins),
+            max_http_buffer_size=settings.max_body_bytes,
+            ping_interval=settings.socketio_ping_interval,
+            ping_timeout=settings.socketio_ping_timeout,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.services: Services | None = None
+        self.sockets: dict[str, SocketState] = {}
+        self.presence = Presence()
+        self.order = RoomOrder(self._release_message)
+        self._outbox: asyncio.Queue[tuple[str, Any, str]] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._handlers: dict[str, Handler] = {
+            "message:send": self._message_send,
+            "room:join": self._room_join,
+            "room:leave": self._room_leave,
+        }
+        self.sio.on("connect", self._on_connect, namespace=NAMESPACE)
+        self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
+        for event in self._handlers:
+            self.sio.on(event, self._dispatcher(event), namespace=NAMESPACE)
+
+    # ---- lifecycle (owned by the app's lifespan) ----
+
+    def start(self, services: Services) -> None:
+        self.services = services
+        self._outbox = asyncio.Queue()
+        self._tasks = [
+            asyncio.create_task(self._drain_outbox(), name="agenthub-emitter"),
+            asyncio.create_task(self._prune_presence(), name="agenthub-presence"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.sio.shutdown()
+
+    # ---- Events (called by services after commit; must not block) ----
+
+    def message_reserved(self, room_id: uuid.UUID, seq: int) -> Ticket:
+        return self.order.reserve(room_id, seq)
+
+    def message_settled(self, ticket: Any, message: MessagePublic | None) -> None:
+        self.order.settle(ticket, message)
+
+    def member_added(self, agent_id: uuid.UUID, room: RoomPublic) -> None:
+        self._queue("room:added", room.model_dump(mode="json", by_alias=True), str(agent_id))
+
+    def member_removed(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> None:
+        room = str(room_id)
+        # Leave now, not when the queue gets there: nothing more of the room may reach them.
+        for state in self._sockets_of(str(agent_id)):
+            self.sio.manager.basic_leave_room(state.sid, NAMESPACE, room)
+        self._queue("room:removed", {"roomId": room}, str(agent_id))
+
+    def _release_message(self, message: MessagePublic) -> None:
+        self._queue("message:new", message.model_dump(mode="json", by_alias=True), "")
+
+    # ---- the outbox: one consumer, so emits leave in the order they were queued ----
+
+    def _queue(self, event: str, data: Any, agent_id: str) -> None:
+        if self._outbox is not None:
+            self._outbox.put_nowait((event, data, agent_id))
+
+    async def _drain_outbox(self) -> None:
+        assert self._outbox is not None
+        while True:
+            event, data, agent_id = await self._outbox.get()
+            try:
+                await self._deliver(event, data, agent_id)
+            except Exception as exc:  # one bad delivery must not stop all later ones
+                log.error("delivery of %s failed: %s", event, type(exc).__name__)
+
+    async def _deliver(self, event: str, data: Any, agent_id: str) -> None:
+        if event in ("message:new", "presence:update"):
+            await self.sio.emit(event, data, to=data["roomId"], namespace=NAMESPACE)
+        elif event == "room:added":
+            for state in self._sockets_of(agent_id):
+                await self.sio.enter_room(state.sid, data["id"], namespace=NAMESPACE)
+            await self.sio.emit(event, data, to=agent_room(agent_id), namespace=NAMESPACE)
+        elif event == "room:removed":
+            await self.sio.emit(event, data, to=agent_room(agent_id), namespace=NAMESPACE)
+            for state in self._sockets_of(agent_id):
+                self._leave_presence(state, data["roomId"])
+
+    def _sockets_of(self, agent_id: str) -> list[SocketState]:
+        return [s for s in self.sockets.values() if s.agent_id == agent_id]
+
+    # ---- handshake ----
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        if not self.settings.feature_messaging_enabled or self.services is None:
+            raise socketio.exceptions.ConnectionRefusedError("messaging is disabled")
+        # Any failure here is a refusal; a TypeError escaping would make python-socketio
+        # retry the handler with another signature and hide the cause.
+        try:
+            principal = self._authenticate(environ, auth)
+        except Exception:
+            raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
+        state = SocketState(sid, principal, SlidingWindow(self.settings.rate_limit_socket_per_sec))
+        self.sockets[sid] = state
+        try:
+            await self.sio.enter_room(sid, agent_room(principal.agent_id), namespace=NAMESPACE)
+            room_ids = await self.services.rooms.room_ids_of(principal)
+            for room_id in room_ids:
+                await self.sio.enter_room(sid, str(room_id), namespace=NAMESPACE)
+            rooms = [str(r) for r in room_ids]
+            await self.sio.emit(
+                "connected",
+                {"agentId": state.agent_id, "rooms": rooms},
+                to=sid,
+                namespace=NAMESPACE,
+            )
+        except Exception as exc:
+            self.sockets.pop(sid, None)
+            reason = exc.code if isinstance(exc, AppError) else "internal"
+            if not isinstance(exc, AppError):
+                log.error("connect failed: %s", type(exc).__name__)
+            raise socketio.exceptions.ConnectionRefusedError(reason) from None
+
+    def _authenticate(self, environ: dict[str, Any], auth: Any) -> Principal:
+        assert self.services is not None
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if not token:
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            token = (query.get("token") or [None])[0]
+        if not isinstance(token, str) or not token:
+            raise InvalidRequest("no token")
+        return self.services.signer.verify(token)
+
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        state = self.sockets.pop(sid, None)
+        if state is not None:
+            for room_id in list(state.joined):
+                self._leave_presence(state, room_id)
+
+    # ---- events ----
+
+    def _dispatcher(self, event: str) -> Callable[..., Awaitable[Ack | None]]:
+        handler = self._handlers[event]
+
+        async def dispatch(sid: str, *args: Any) -> Ack | None:
+            state = self.sockets.get(sid)
+            if state is None:
+                return None
+            state.last_active = time.monotonic()
+            if not state.window.allow():
+                limit = self.settings.rate_limit_socket_per_sec
+                return error_ack(RateLimited(f"more than {limit} events per second", 1))
+            payload = args[0] if args else None
+            try:
+                if not isinstance(payload, dict):
+                    raise InvalidRequest("payload must be an object")
+                return await handler(state, payload)
+            except AppError as exc:
+                return error_ack(exc)
+            except Exception as exc:
+                log.error("%s failed: %s", event, type(exc).__name__)
+                return error_ack(AppError())
+
+        return dispatch
+
+    @staticmethod
+    def _room_ref(payload: dict[str, Any]) -> str:
+        ref = payload.get("roomId")
+        if not isinstance(ref, str) or not ref:
+            raise InvalidRequest("field 'roomId' is required (a room id or slug)")
+        if len(ref) > 64:
+            raise NotFound(f"room '{clip(ref)}' does not exist")
+        return ref
+
+    async def _message_send(self, state: SocketState, payload: dict[str, Any]) -> Ack:
+        assert self.services is not None
+        room_ref = self._room_ref(payload)
+        message, _ = await self.services.messages.send(
+            state.principal, room_ref, payload.get("body"), payload.get("clientMsgId")
+        )
+        return {"ok": True, "message": message.model_dump(mode="json", by_alias=True)}
+
+    async def _room_join(self, state: SocketState, payload: dict[str, Any]) -> Ack:
+        assert self.services is not None
+        room = await self.services.rooms.room_for(
+            state.principal, self._room_ref(payload), admin_ok=False
+        )
+        room_id = str(room.id)
+        state.joined.add(room_id)
+        self.presence.add(room_id, state.agent_id, state.sid)
+        self._publish_presence(room_id)
+        return {"ok": True, "present": self.presence.present(room_id)}
+
+    async def _room_leave(self, state: SocketState, payload: dict[str, Any]) -> Ack:
+        assert self.services is not None
+        room = await self.services.rooms.find(self._room_ref(payload))
+        self._leave_presence(state, str(room.id))
+        return {"ok": True}
+
+    # ---- presence ----
+
+    def _leave_presence(self, state: SocketState, room_id: str) -> None:
+        if room_id in state.joined:
+            state.joined.discard(room_id)
+            self.presence.remove(room_id, state.agent_id, state.sid)
+            self._publish_presence(room_id)
+
+    def _publish_presence(self, room_id: str) -> None:
+        present = self.presence.changed(room_id)
+        if present is not None:
+            self._queue("presence:update", {"roomId": room_id, "present": present}, "")
+
+    def _heartbeat_seen(self, sid: str) -> bool:
+        """Whether the transport's last ping was answered (engine.io clears `last_ping` on a
+        pong, and pings every ping_interval): the peer is alive even without events."""
+        eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        sock = self.sio.eio.sockets.get(eio_sid) if eio_sid else None
+        return sock is not None and not sock.closed and sock.last_ping is None
+
+    async def _prune_presence(self) -> None:
+        ttl = self.settings.presence_ttl_seconds
+        while True:
+            await asyncio.sleep(self.settings.presence_sweep_seconds)
+            now = time.monotonic()
+            for state in list(self.sockets.values()):
+                if not state.joined:
+                    continue
+                if self._heartbeat_seen(state.sid):
+                    state.last_active = now
+                elif now - state.last_active > ttl:
+                    for room_id in list(state.joined):
+                        self._leave_presence(state, room_id)
+
+    def connected_count(self) -> int:
+        return len(self.sockets)
