@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint format typecheck pytest install clean
+.PHONY: run test check lint format typecheck pytest js-deps install clean
 
 run: $(STAMP)
 	$(BIN)/agenthub serve
@@ -24,8 +24,15 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) js-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The official JavaScript Socket.IO client, for tests/test_js_client.py (skipped without Node.js
+# unless AGENTHUB_REQUIRE_NODE=1, as in CI).
+js-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+	  [ -d tests/js/node_modules/socket.io-client ] || npm ci --prefix tests/js --no-audit --no-fund --silent; \
+	else echo "npm not found: the JavaScript client test will be skipped"; fi
 
 install: $(STAMP)
 
@@ -42,4 +49,4 @@ $(STAMP): $(VENV)/bin/python pyproject.toml
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info tests/js/node_modules

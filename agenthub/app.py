@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import socketio
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.types import ASGIApp
@@ -29,8 +28,11 @@ VERSION = "0.1.0"
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
-    settings = settings or load_settings()
+    return build(settings or load_settings())[0]
 
+
+def build(settings: Settings) -> tuple[ASGIApp, Hub]:
+    """The ASGI app and its real-time hub (the server drains the hub when it stops)."""
     hub = Hub(settings)
 
     @asynccontextmanager
@@ -67,9 +69,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         app.include_router(router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    # Socket.IO answers under /socket.io/; everything else, and the lifespan, goes to FastAPI.
-    asgi: ASGIApp = socketio.ASGIApp(hub.sio, other_asgi_app=app, socketio_path="socket.io")
-    return asgi
+    return hub.asgi(app), hub
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -107,9 +107,7 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default: PORT).")] = None,
 ) -> None:
     """Run the server: applies migrations first; on an empty database creates the admin."""
-    import uvicorn
-
-    from agenthub.app import create_app
+    from agenthub import server
 
     settings = settings_or_exit()
     if host:
@@ -130,15 +128,7 @@ def serve(
         )
         sys.stdout.flush()
     typer.echo(f"agenthub: listening on {base} (API docs at {base}/docs)", err=True)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        ws_per_message_deflate=False,
-        lifespan="on",
-        server_header=False,
-    )
+    server.run(settings)
 
 
 @app.command()
@@ -214,10 +204,19 @@ def agents_create(
             name=name, display_name=display_name or name, role="admin" if admin else "agent"
         )
     except ValidationError as exc:
+        from agenthub.errors import clip
         from agenthub.http_errors import describe_validation
 
+        if any(e["loc"] == ("name",) for e in exc.errors()):
+            raise fail(
+                f"invalid agent name '{clip(name, 40)}': use 2 to 63 lowercase letters, digits "
+                "and dashes, starting with a letter or digit",
+                2,
+            ) from None
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
-        raise fail(describe_validation(errors).replace("field 'name'", "NAME"), 2) from None
+        raise fail(
+            describe_validation(errors).replace("field 'display_name'", "--display-name"), 2
+        ) from None
     agent = run_with_services(
         lambda s: s.agents.create(None, body.name, body.display_name, body.role)
     )

@@ -25,6 +25,16 @@ if REQUIRE_PG and not PG_OK:
     )
 BACKENDS = ["sqlite", "postgres"] if PG_OK else ["sqlite"]
 
+# Short presence timings so pruning is observable within a test; 50 socket events/s so that
+# the 40-concurrent-sends test fits (the rate-limit test reads the configured value).
+SERVER_ENV = {
+    "PRESENCE_TTL_SECONDS": "3",
+    "PRESENCE_SWEEP_SECONDS": "0.5",
+    "SOCKETIO_PING_INTERVAL": "1",
+    "SOCKETIO_PING_TIMEOUT": "30",
+    "RATE_LIMIT_SOCKET_PER_SEC": "50",
+}
+
 
 def pytest_report_header() -> str:
     missing = "" if PG_OK else " (PostgreSQL not reachable: its runs are not collected)"
@@ -53,7 +63,9 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def server(
     backend: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    srv = start_server(backend, database_url, Path(tmp_path_factory.mktemp(f"data-{backend}")))
+    srv = start_server(
+        backend, database_url, Path(tmp_path_factory.mktemp(f"data-{backend}")), **SERVER_ENV
+    )
     try:
         yield srv
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -71,7 +72,17 @@ def query(database_url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         finally:
             await conn.close()
 
-    return asyncio.run(run())
+    return _run_sync(run)
+
+
+def _run_sync(factory: Any) -> Any:
+    """asyncio.run(factory()), also from inside a running loop (an async test): on a thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result(timeout=60)
 
 
 class ThrowawayCluster:

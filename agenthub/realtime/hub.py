@@ -19,10 +19,18 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import socketio
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agenthub.auth.jwt import Principal
 from agenthub.config import Settings
-from agenthub.errors import AppError, InvalidRequest, NotFound, RateLimited, clip
+from agenthub.errors import (
+    AppError,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    Unavailable,
+    clip,
+)
 from agenthub.messages.schemas import MessagePublic
 from agenthub.realtime.ordering import RoomOrder, Ticket
 from agenthub.realtime.presence import Presence
@@ -33,6 +41,7 @@ from agenthub.services import Services
 log = logging.getLogger("agenthub.realtime")
 
 NAMESPACE = "/agents"
+CLOSE_WAIT_SECONDS = 1.0
 Ack = dict[str, Any]
 Handler = Callable[["SocketState", dict[str, Any]], Awaitable[Ack]]
 
@@ -77,6 +86,10 @@ class Hub:
         self.presence = Presence()
         self.order = RoomOrder(self._release_message)
         self._outbox: asyncio.Queue[tuple[str, Any, str]] | None = None
+        self._inflight = 0
+        self._polls: set[asyncio.Task[Any]] = set()
+        self.draining = False
+        self._shut_down = False
         self._tasks: list[asyncio.Task[None]] = []
         self._handlers: dict[str, Handler] = {
             "message:send": self._message_send,
@@ -98,6 +111,62 @@ class Hub:
             asyncio.create_task(self._prune_presence(), name="agenthub-presence"),
         ]
 
+    def asgi(self, other_app: ASGIApp) -> ASGIApp:
+        """Socket.IO under /socket.io/, everything else (and the lifespan) to `other_app`.
+
+        Long-polling GETs are tracked so that `drain` can end them: engine.io parks each one
+        for up to ping_interval + ping_timeout, even after its session is gone."""
+        inner = socketio.ASGIApp(self.sio, other_asgi_app=other_app, socketio_path="socket.io")
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            task = asyncio.current_task()
+            is_poll = (
+                task is not None
+                and scope["type"] == "http"
+                and scope["method"] == "GET"
+                and scope["path"].startswith("/socket.io/")
+            )
+            if not is_poll:
+                await inner(scope, receive, send)
+                return
+            assert task is not None
+            self._polls.add(task)
+            try:
+                await inner(scope, receive, send)
+            finally:
+                self._polls.discard(task)
+
+        return app
+
+    async def drain(self, within: float) -> None:
+        """Refuse new events, let the ones in flight finish and ack, then close every socket.
+
+        Runs when the server starts shutting down, before the HTTP server closes connections:
+        otherwise a send could commit without its ack reaching the client, and long-polling
+        sessions would hold the shutdown until their ping timeout."""
+        self.draining = True
+        deadline = time.monotonic() + within
+        # Short polls: in-flight sends and queued deliveries finish within milliseconds.
+        while self._inflight and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        while self._outbox is not None and not self._outbox.empty():
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.02)
+        # Closing waits until each socket's CLOSE packet is taken: live peers take it within
+        # milliseconds, dead ones (a vanished polling client) never do, hence the bound.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                await self.sio.eio.disconnect()
+        for task in list(self._polls):  # engine.io answers a cancelled poll normally
+            task.cancel()
+        await self._shutdown_sio()
+
+    async def _shutdown_sio(self) -> None:
+        if not self._shut_down:  # engine.io fails on a second shutdown
+            self._shut_down = True
+            await self.sio.shutdown()
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -105,7 +174,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        await self.sio.shutdown()
+        await self._shutdown_sio()
 
     # ---- Events (called by services after commit; must not block) ----
 
@@ -163,6 +232,8 @@ class Hub:
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         if not self.settings.feature_messaging_enabled or self.services is None:
             raise socketio.exceptions.ConnectionRefusedError("messaging is disabled")
+        if self.draining:
+            raise socketio.exceptions.ConnectionRefusedError("unavailable")
         # Any failure here is a refusal; a TypeError escaping would make python-socketio
         # retry the handler with another signature and hide the cause.
         try:
@@ -216,10 +287,13 @@ class Hub:
             if state is None:
                 return None
             state.last_active = time.monotonic()
+            if self.draining:
+                return error_ack(Unavailable("the server is shutting down; reconnect shortly"))
             if not state.window.allow():
                 limit = self.settings.rate_limit_socket_per_sec
                 return error_ack(RateLimited(f"more than {limit} events per second", 1))
             payload = args[0] if args else None
+            self._inflight += 1
             try:
                 if not isinstance(payload, dict):
                     raise InvalidRequest("payload must be an object")
@@ -229,6 +303,8 @@ class Hub:
             except Exception as exc:
                 log.error("%s failed: %s", event, type(exc).__name__)
                 return error_ack(AppError())
+            finally:
+                self._inflight -= 1
 
         return dispatch
 
