@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import jwt as pyjwt
@@ -16,7 +17,7 @@ import socketio
 import websockets
 
 from tests.databases import query
-from tests.support import JWT_SECRET, Agent, Server
+from tests.support import JWT_SECRET, Agent, Server, start_server, stop_process
 
 NS = "/agents"
 WAIT = 10  # seconds: the bound on any single expected event
@@ -450,3 +451,19 @@ async def test_concurrent_senders_every_socket_gets_every_seq_once_in_order(serv
         room["slug"],
     )
     assert tuple(rows[0]) == (1, total, total)
+
+
+async def test_messaging_disabled_serves_rest_and_refuses_handshakes(
+    backend: str, database_url: str, tmp_path: Path
+) -> None:
+    srv = start_server(backend, database_url, tmp_path / "data", FEATURE_MESSAGING_ENABLED="false")
+    try:
+        agent = srv.new_agent()
+        room = srv.new_room(agent)
+        r = agent.post(f"/api/v1/rooms/{room['slug']}/messages", {"body": "REST still works"})
+        assert r.status_code == 201
+        data = await refusal(srv, auth={"token": agent.jwt})
+        assert data == {"message": "messaging is disabled"}
+    finally:
+        srv.api.close()
+        stop_process(srv.proc)
