@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,22 +10,29 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
 from starlette.types import ASGIApp
 
-from agenthub import http_errors
+from agenthub import docs, http_errors
 from agenthub.agents.http import router as agents_router
 from agenthub.audit.http import router as audit_router
 from agenthub.auth.http import router as auth_router
+from agenthub.auth.jwt import SessionSigner
 from agenthub.body_limit import BodyLimitMiddleware
 from agenthub.config import Settings, load_settings
 from agenthub.db.engine import Database
 from agenthub.health import router as health_router
+from agenthub.http_middleware import CorsMiddleware, RateLimitMiddleware, RequestContextMiddleware
 from agenthub.messages.http import router as messages_router
+from agenthub.observability.metrics import Metrics
+from agenthub.origins import parse_origins
 from agenthub.realtime.hub import Hub
 from agenthub.rooms.http import router as rooms_router
 from agenthub.services import Services
 
 VERSION = "0.1.0"
+log = logging.getLogger("agenthub")
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
@@ -33,15 +41,19 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
 def build(settings: Settings) -> tuple[ASGIApp, Hub]:
     """The ASGI app and its real-time hub (the server drains the hub when it stops)."""
-    hub = Hub(settings)
+    metrics = Metrics()
+    hub = Hub(settings, metrics)
+    signer = SessionSigner(settings.secret(), settings.jwt_ttl_seconds)
+    limits_storage = rate_limit_storage(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url_async)
+        db = Database(settings.database_url_async, on_query=metrics.db_query)
         messaging = settings.feature_messaging_enabled
-        services = Services.build(settings, db, events=hub if messaging else None)
+        services = Services.build(
+            settings, db, events=hub if messaging else None, metrics=metrics, signer=signer
+        )
         app.state.services = services
-        app.state.hub = hub
         app.state.started = time.monotonic()
         if messaging:
             hub.start(services)
@@ -56,7 +68,11 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         version=VERSION,
         summary="Rooms where AI agents work together: REST history, Socket.IO in real time.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    app.state.metrics = metrics
+    app.state.limits_storage = limits_storage
     http_errors.install(app)
     for router in (
         health_router,
@@ -67,9 +83,49 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         audit_router,
     ):
         app.include_router(router)
+    docs.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    return hub.asgi(app), hub
+
+    # Outermost first: request context and headers, CORS, rate limits, then Socket.IO or FastAPI.
+    asgi = hub.asgi(app)
+    asgi = RateLimitMiddleware(
+        asgi,
+        SlidingWindowCounterRateLimiter(limits_storage),
+        signer.verify,
+        settings.rate_limit_unauth_per_min,
+        settings.rate_limit_auth_per_min,
+        on_storage_error=_limits_unavailable,
+    )
+    asgi = CorsMiddleware(asgi, parse_origins(settings.allowed_origins))
+    asgi = RequestContextMiddleware(asgi, metrics, security_headers(settings))
+    return asgi, hub
+
+
+def security_headers(settings: Settings) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (b"content-security-policy", b"default-src 'self'"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"strict-origin"),
+        (b"x-content-type-options", b"nosniff"),
+    ]
+    if settings.hsts_max_age > 0:  # only behind TLS
+        value = f"max-age={settings.hsts_max_age}; includeSubDomains"
+        headers.append((b"strict-transport-security", value.encode()))
+    return headers
+
+
+def rate_limit_storage(settings: Settings) -> Any:
+    """Counters in Redis when REDIS_URL is set (shared by every node), else in this process."""
+    if settings.redis_url:
+        return storage_from_string(
+            "async+" + settings.redis_url, implementation="redispy", socket_connect_timeout=2
+        )
+    return storage_from_string("async+memory://")
+
+
+async def _limits_unavailable(exc: Exception) -> None:
+    log.warning("rate-limit store unavailable (%s): serving without limits", type(exc).__name__)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

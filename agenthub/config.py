@@ -11,11 +11,13 @@ import os
 import secrets
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from agenthub.origins import parse_origins
 
 log = logging.getLogger("agenthub.config")
 
@@ -42,7 +44,14 @@ EXPECTED: dict[str, str] = {
     "PORT": "a port number from 1 to 65535",
     "HOST": "an address to bind, e.g. 127.0.0.1 or 0.0.0.0",
     "LOG_LEVEL": "one of debug, info, warning, error, critical",
-    "ALLOWED_ORIGINS": "comma-separated origins like http://localhost:3000",
+    "ALLOWED_ORIGINS": "comma-separated origins like http://localhost:3000 "
+    "or IPv4 CIDR entries like http://192.168.1.0/24",
+    "RATE_LIMIT_UNAUTH_PER_MIN": "a whole number of requests, at least 1",
+    "RATE_LIMIT_AUTH_PER_MIN": "a whole number of requests, at least 1",
+    "REDIS_URL": "redis://host:port/db",
+    "HSTS_MAX_AGE": "a whole number of seconds (0 turns the header off)",
+    "LOG_FORMAT": "auto, json or text",
+    "METRICS_REFRESH_SECONDS": "a number of seconds above 0",
     "FEATURE_MESSAGING_ENABLED": "true or false",
     "MAX_MESSAGE_BYTES": "a whole number of bytes from 1 to 1048576",
     "AGENTHUB_DATA_DIR": "a writable directory path",
@@ -77,7 +86,8 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=1, le=65535)
     log_level: str = "info"
 
-    jwt_secret: str | None = None
+    # Validated even when unset: production requires it (see `_jwt_secret`).
+    jwt_secret: str | None = Field(default=None, validate_default=True)
     jwt_ttl_seconds: int = Field(default=900, ge=1, le=86400)
 
     database_url: str | None = None
@@ -97,6 +107,32 @@ class Settings(BaseSettings):
     presence_sweep_seconds: float = Field(default=5.0, gt=0)
     socketio_ping_interval: float = Field(default=25.0, gt=0)
     socketio_ping_timeout: float = Field(default=20.0, gt=0)
+
+    rate_limit_unauth_per_min: int = Field(default=100, ge=1)
+    rate_limit_auth_per_min: int = Field(default=600, ge=1)
+    redis_url: str | None = None
+    hsts_max_age: int = Field(default=0, ge=0)
+    log_format: Literal["auto", "json", "text"] = "auto"
+    metrics_refresh_seconds: float = Field(default=30.0, gt=0)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origin_rules(cls, v: list[str]) -> list[str]:
+        parse_origins(v)  # raises with a sentence naming the bad entry
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("unsupported Redis URL")
+        return v.strip()
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json" or (self.log_format == "auto" and self.is_production)
 
     @field_validator("log_level")
     @classmethod
@@ -124,13 +160,21 @@ class Settings(BaseSettings):
             raise ValueError("unsupported database URL")
         return v
 
-    @model_validator(mode="after")
-    def _production_secret(self) -> Settings:
-        if self.agenthub_env is Environment.production and not self.jwt_secret:
-            raise ValueError("JWT_SECRET: required in production")
-        if self.jwt_secret is not None and len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
-            raise ValueError(f"JWT_SECRET: too short ({len(self.jwt_secret.encode())} bytes)")
-        return self
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # A field validator, not a model one, so that it is reported together with the other
+        # variables' errors (model validators do not run once a field has failed).
+        # `agenthub_env` is declared earlier, so it is in `info.data` when it was valid.
+        if v is not None and not v.strip():
+            v = None  # JWT_SECRET= (empty) means unset
+        if v is None:
+            if info.data.get("agenthub_env") is Environment.production:
+                raise ValueError("required in production")
+            return None
+        if len(v.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"too short ({len(v.encode())} bytes)")
+        return v
 
     @property
     def is_production(self) -> bool:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import Iterator
 
 import uvicorn
 
 from agenthub.app import build
 from agenthub.config import Settings
+from agenthub.observability import logging as logs
 from agenthub.realtime.hub import Hub
 
 GRACE_SECONDS = 10
@@ -18,6 +21,14 @@ class AgentHubServer(uvicorn.Server):
         super().__init__(config)
         self.hub = hub
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            # uvicorn re-raises the signal once it has shut down, so the process dies of it
+            # (exit 143); after an orderly stop we exit 0 instead.
+            self._captured_signals.clear()
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:  # stop accepting before draining
             server.close()
@@ -26,6 +37,7 @@ class AgentHubServer(uvicorn.Server):
 
 
 def run(settings: Settings) -> None:
+    logs.setup(settings.log_level, settings.json_logs)
     app, hub = build(settings)
     config = uvicorn.Config(
         app,
@@ -36,5 +48,7 @@ def run(settings: Settings) -> None:
         lifespan="on",
         server_header=False,
         timeout_graceful_shutdown=GRACE_SECONDS,
+        log_config=None,  # configured by logs.setup
+        access_log=False,  # RequestContextMiddleware logs requests, without query strings
     )
     AgentHubServer(config, hub).run()

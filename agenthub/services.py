@@ -12,6 +12,7 @@ from agenthub.config import Settings
 from agenthub.db.engine import Database
 from agenthub.events import Events, NullEvents
 from agenthub.messages.service import MessageService
+from agenthub.observability.metrics import Metrics
 from agenthub.rooms.service import RoomService
 
 
@@ -27,9 +28,16 @@ class Services:
     audit: AuditService
 
     @classmethod
-    def build(cls, settings: Settings, db: Database, events: Events | None = None) -> Services:
+    def build(
+        cls,
+        settings: Settings,
+        db: Database,
+        events: Events | None = None,
+        metrics: Metrics | None = None,
+        signer: SessionSigner | None = None,
+    ) -> Services:
         events = events or NullEvents()
-        signer = SessionSigner(settings.secret(), settings.jwt_ttl_seconds)
+        signer = signer or SessionSigner(settings.secret(), settings.jwt_ttl_seconds)
         rooms = RoomService(db, events)
         return cls(
             settings=settings,
@@ -38,6 +46,6 @@ class Services:
             agents=AgentService(db),
             auth=AuthService(db, signer),
             rooms=rooms,
-            messages=MessageService(db, rooms, events, settings.max_message_bytes),
+            messages=MessageService(db, rooms, events, settings.max_message_bytes, metrics),
             audit=AuditService(db),
         )

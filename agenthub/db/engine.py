@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -66,8 +67,25 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
     return engine
 
 
+QueryObserver = Callable[[str, float], None]
+
+
+def _observe_queries(engine: AsyncEngine, observe: QueryObserver) -> None:
+    """Time each statement; `observe(statement, seconds)` gets the SQL text only to classify it."""
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _before(conn: Any, _cursor: Any, _stmt: Any, _params: Any, _ctx: Any, _many: Any) -> None:
+        conn.info.setdefault("query_started", []).append(time.perf_counter())
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _after(conn: Any, _cursor: Any, stmt: str, _params: Any, _ctx: Any, _many: Any) -> None:
+        started = conn.info.get("query_started")
+        if started:
+            observe(stmt, time.perf_counter() - started.pop())
+
+
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, on_query: QueryObserver | None = None) -> None:
         self.url = url
         self.dialect = make_url(url).get_backend_name()
         self.is_sqlite = self.dialect == "sqlite"
@@ -95,6 +113,10 @@ class Database:
                 },
             )
             self.write_engine = self.engine
+        if on_query is not None:
+            _observe_queries(self.engine, on_query)
+            if self.write_engine is not self.engine:
+                _observe_queries(self.write_engine, on_query)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -16,6 +16,7 @@ from agenthub.errors import InvalidRequest, PayloadTooLarge
 from agenthub.events import Events
 from agenthub.messages import store
 from agenthub.messages.schemas import MessagePage, MessagePublic
+from agenthub.observability.metrics import Metrics
 from agenthub.rooms.service import RoomService
 
 MAX_CLIENT_MSG_ID = 128
@@ -42,9 +43,15 @@ class _Duplicate(Exception):
 
 class MessageService:
     def __init__(
-        self, db: Database, rooms: RoomService, events: Events, max_message_bytes: int
+        self,
+        db: Database,
+        rooms: RoomService,
+        events: Events,
+        max_message_bytes: int,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics
         self.rooms = rooms
         self.events = events
         self.max_message_bytes = max_message_bytes
@@ -102,6 +109,8 @@ class MessageService:
             raise
         message = message_out(row)
         self.events.message_settled(ticket, message)
+        if self.metrics is not None:
+            self.metrics.message_stored(room_id)
         return message, True
 
     async def history(

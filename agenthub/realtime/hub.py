@@ -32,6 +32,7 @@ from agenthub.errors import (
     clip,
 )
 from agenthub.messages.schemas import MessagePublic
+from agenthub.observability.metrics import Metrics
 from agenthub.realtime.ordering import RoomOrder, Ticket
 from agenthub.realtime.presence import Presence
 from agenthub.realtime.ratelimit import SlidingWindow
@@ -70,8 +71,9 @@ class SocketState:
 class Hub:
     """Implements `agenthub.events.Events` for the services, and serves the namespace."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
+        self.metrics = metrics
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
             cors_allowed_origins=list(settings.allowed_origins),
@@ -109,6 +111,7 @@ class Hub:
         self._tasks = [
             asyncio.create_task(self._drain_outbox(), name="agenthub-emitter"),
             asyncio.create_task(self._prune_presence(), name="agenthub-presence"),
+            asyncio.create_task(self._refresh_metrics(), name="agenthub-metrics"),
         ]
 
     def asgi(self, other_app: ASGIApp) -> ASGIApp:
@@ -155,9 +158,10 @@ class Hub:
             await asyncio.sleep(0.02)
         # Closing waits until each socket's CLOSE packet is taken: live peers take it within
         # milliseconds, dead ones (a vanished polling client) never do, hence the bound.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CLOSE_WAIT_SECONDS):
-                await self.sio.eio.disconnect()
+        if self.sio.eio.sockets:  # (engine.io fails on an empty set)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                    await self.sio.eio.disconnect()
         for task in list(self._polls):  # engine.io answers a cancelled poll normally
             task.cancel()
         await self._shutdown_sio()
@@ -242,6 +246,7 @@ class Hub:
             raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
         state = SocketState(sid, principal, SlidingWindow(self.settings.rate_limit_socket_per_sec))
         self.sockets[sid] = state
+        self.metrics.agents_connected.set(len(self.sockets))
         try:
             await self.sio.enter_room(sid, agent_room(principal.agent_id), namespace=NAMESPACE)
             room_ids = await self.services.rooms.room_ids_of(principal)
@@ -256,6 +261,7 @@ class Hub:
             )
         except Exception as exc:
             self.sockets.pop(sid, None)
+            self.metrics.agents_connected.set(len(self.sockets))
             reason = exc.code if isinstance(exc, AppError) else "internal"
             if not isinstance(exc, AppError):
                 log.error("connect failed: %s", type(exc).__name__)
@@ -273,6 +279,7 @@ class Hub:
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         state = self.sockets.pop(sid, None)
+        self.metrics.agents_connected.set(len(self.sockets))
         if state is not None:
             for room_id in list(state.joined):
                 self._leave_presence(state, room_id)
@@ -281,8 +288,16 @@ class Hub:
 
     def _dispatcher(self, event: str) -> Callable[..., Awaitable[Ack | None]]:
         handler = self._handlers[event]
+        latency = self.metrics.websocket_latency.labels(event)
 
         async def dispatch(sid: str, *args: Any) -> Ack | None:
+            started = time.perf_counter()
+            try:
+                return await run(sid, *args)
+            finally:
+                latency.observe(time.perf_counter() - started)
+
+        async def run(sid: str, *args: Any) -> Ack | None:
             state = self.sockets.get(sid)
             if state is None:
                 return None
@@ -376,5 +391,17 @@ class Hub:
                     for room_id in list(state.joined):
                         self._leave_presence(state, room_id)
 
-    def connected_count(self) -> int:
-        return len(self.sockets)
+    def active_rooms(self) -> int:
+        """Rooms with at least one connected socket (the seed's `rooms_active`)."""
+        rooms = self.sio.manager.rooms.get(NAMESPACE, {})
+        return sum(1 for name, members in rooms.items() if members and _is_room_id(name))
+
+    async def _refresh_metrics(self) -> None:
+        while True:
+            self.metrics.rooms_active.set(self.active_rooms())
+            await asyncio.sleep(self.settings.metrics_refresh_seconds)
+
+
+def _is_room_id(name: Any) -> bool:
+    # Socket.IO also keeps a room per sid and ours per agent ("agent:<id>"); rooms are UUIDs.
+    return isinstance(name, str) and len(name) == 36 and name.count("-") == 4

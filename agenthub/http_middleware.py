@@ -1,0 +1,230 @@
+"""Pure ASGI middleware around the whole app (Socket.IO's HTTP side included):
+request ids, security headers, CORS, the access log and HTTP metrics, rate limits.
+
+Pure ASGI rather than Starlette's BaseHTTPMiddleware: no extra task per request, and the
+headers reach every response, errors and early refusals (413, 429) included."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from limits import RateLimitItem, RateLimitItemPerMinute
+from limits.aio.strategies import RateLimiter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agenthub.auth.jwt import Principal
+from agenthub.errors import AppError
+from agenthub.observability import context
+from agenthub.observability.metrics import UNMATCHED, Metrics
+from agenthub.origins import OriginRule, origin_allowed
+
+log = logging.getLogger("agenthub.access")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+UNLIMITED_PATHS = ("/healthz", "/readyz", "/metrics")
+Headers = list[tuple[bytes, bytes]]
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def send_error(
+    send: Send, status: int, code: str, message: str, headers: Headers | None = None
+) -> None:
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _route_of(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if isinstance(path, str):
+        return path
+    if str(scope.get("path", "")).startswith("/socket.io/"):
+        return "/socket.io/"
+    return UNMATCHED
+
+
+class RequestContextMiddleware:
+    """Request id (the client's X-Request-ID when sane, else a new one), security headers on
+    every response, then one access-log line and one metric sample per request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, security_headers: Headers) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.security_headers = security_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = _header(scope, b"x-request-id")
+        rid = given if given and REQUEST_ID.match(given) else uuid.uuid4().hex
+        rid_token = context.request_id.set(rid)
+        agent_token = context.agent_id.set(None)
+        started = time.perf_counter()
+        status = 500
+        extra = [(b"x-request-id", rid.encode()), *self.security_headers]
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            route = _route_of(scope)
+            self.metrics.http_request(scope["method"], route, status)
+            principal = scope.get("state", {}).get("principal")
+            if principal is not None:
+                context.agent_id.set(str(principal.agent_id))
+            log.info(
+                "%s %s %s",
+                scope["method"],
+                route,
+                status,
+                extra={
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+            context.agent_id.reset(agent_token)
+            context.request_id.reset(rid_token)
+
+
+class CorsMiddleware:
+    """Reflect an allowed Origin on every answer (errors included) and answer preflights;
+    other origins get no CORS headers at all."""
+
+    def __init__(self, app: ASGIApp, rules: list[OriginRule]) -> None:
+        self.app = app
+        self.rules = rules
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        origin = _header(scope, b"origin") if scope["type"] == "http" else None
+        if origin is None or str(scope["path"]).startswith("/socket.io/"):
+            await self.app(scope, receive, send)  # Socket.IO applies the same list itself
+            return
+        allowed = origin_allowed(self.rules, origin)
+        cors: Headers = [(b"vary", b"Origin")]
+        if allowed:
+            cors += [
+                (b"access-control-allow-origin", origin.encode("latin-1")),
+                (b"access-control-expose-headers", b"Retry-After, X-Request-ID"),
+            ]
+        preflight = scope["method"] == "OPTIONS" and _header(
+            scope, b"access-control-request-method"
+        )
+        if allowed and preflight:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 204,
+                    "headers": [
+                        *cors,
+                        (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+                        (
+                            b"access-control-allow-headers",
+                            b"Authorization, Content-Type, X-Request-ID",
+                        ),
+                        (b"access-control-max-age", b"600"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *cors]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+
+class RateLimitMiddleware:
+    """Per client IP for requests without a valid session JWT (POST /sessions included), per
+    agent with one. A verified principal is left in the request state for the routes."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limiter: RateLimiter,
+        verify: Callable[[str], Principal],
+        unauth_per_min: int,
+        auth_per_min: int,
+        on_storage_error: Callable[[Exception], Awaitable[None]] | None = None,
+    ) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.verify = verify
+        self.unauth: RateLimitItem = RateLimitItemPerMinute(unauth_per_min)
+        self.auth: RateLimitItem = RateLimitItemPerMinute(auth_per_min)
+        self.on_storage_error = on_storage_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope["path"]).startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        principal = self._principal(scope)
+        if principal is not None:
+            scope.setdefault("state", {})["principal"] = principal
+            item, key = self.auth, f"agent:{principal.agent_id}"
+        else:
+            client = scope.get("client")
+            item, key = self.unauth, f"ip:{client[0] if client else 'unknown'}"
+        try:
+            allowed = await self.limiter.hit(item, key)
+            if not allowed:
+                stats = await self.limiter.get_window_stats(item, key)
+        except Exception as exc:  # the limiter's store is down: serve rather than refuse
+            if self.on_storage_error is not None:
+                await self.on_storage_error(exc)
+            allowed = True
+        if allowed:
+            await self.app(scope, receive, send)
+            return
+        retry = max(1, math.ceil(stats.reset_time - time.time()))
+        await send_error(
+            send,
+            429,
+            "rate_limited",
+            f"rate limit of {item.amount} requests per minute exceeded; retry in {retry}s",
+            [(b"retry-after", str(retry).encode())],
+        )
+
+    def _principal(self, scope: Scope) -> Principal | None:
+        header = _header(scope, b"authorization") or ""
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or token.startswith("agt_"):
+            return None
+        try:
+            return self.verify(token)
+        except AppError:
+            return None

@@ -1,0 +1,76 @@
+"""ALLOWED_ORIGINS: exact origins (`scheme://host[:port]`) or IPv4 CIDR entries like the seed's
+`http://192.168.1.0/24` (any host of that network, any port, that scheme). Anything else, a
+wildcard included, is refused at start-up: an allow-list never silently allows everyone."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+_CIDR = re.compile(r"^(https?)://(\d{1,3}(?:\.\d{1,3}){3})/(\d{1,2})$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class OriginRule:
+    scheme: str
+    origin: str | None = None
+    network: ipaddress.IPv4Network | None = None
+
+    def matches(self, scheme: str, host: str, origin: str) -> bool:
+        if self.origin is not None:
+            return self.origin == origin
+        if scheme != self.scheme or self.network is None:
+            return False
+        try:
+            return ipaddress.IPv4Address(host) in self.network
+        except ValueError:
+            return False
+
+
+def _normalize(origin: str) -> str | None:
+    """`scheme://host[:port]` in lower case, or None when `origin` is not exactly that."""
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        return None
+    host = parts.hostname.lower()
+    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port is not None else "")
+
+
+def parse_origins(entries: list[str]) -> list[OriginRule]:
+    rules = []
+    for entry in entries:
+        cidr = _CIDR.match(entry)
+        if cidr:
+            try:
+                network = ipaddress.IPv4Network(f"{cidr[2]}/{cidr[3]}", strict=False)
+            except ValueError:
+                raise ValueError(f"'{entry}' is not a valid IPv4 CIDR entry") from None
+            rules.append(OriginRule(scheme=cidr[1].lower(), network=network))
+            continue
+        origin = _normalize(entry)
+        if origin is None:
+            raise ValueError(
+                f"'{entry}' is neither an origin (scheme://host[:port]) nor an IPv4 CIDR entry "
+                "(http://a.b.c.d/bits); wildcards are not accepted"
+            )
+        rules.append(OriginRule(scheme=origin.split(":", 1)[0], origin=origin))
+    return rules
+
+
+def origin_allowed(rules: list[OriginRule], origin: str | None) -> bool:
+    if not origin:
+        return False
+    normal = _normalize(origin)
+    if normal is None or normal != origin.lower().rstrip("/"):
+        return False
+    scheme, _, rest = normal.partition("://")
+    host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
+    return any(rule.matches(scheme, host, normal) for rule in rules)
