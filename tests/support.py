@@ -61,6 +61,10 @@ def base_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
         AGENTHUB_ENV="test",
         JWT_SECRET=JWT_SECRET,
         LOG_LEVEL="warning",
+        # The suite logs in far more often than 100 times a minute from one address; the
+        # rate-limit tests start servers of their own with the real limits.
+        RATE_LIMIT_UNAUTH_PER_MIN="1000000",
+        RATE_LIMIT_AUTH_PER_MIN="1000000",
     )
     env.update(extra)
     return env
