@@ -1,10 +1,30 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 from agenthub.agents.schemas import AgentPublic
 from agenthub.wire import RequestModel, Timestamp, WireModel
+
+
+def _timestamp_text(value: object) -> object:
+    """Times travel as RFC 3339 strings: a JSON number is refused, not read as Unix time."""
+    if value is not None and not isinstance(value, str | datetime):
+        raise ValueError("must be an RFC 3339 timestamp string, e.g. 2026-05-02T10:30:00Z")
+    return value
+
+
+def _in_utc(value: datetime | None) -> datetime | None:
+    """Normalized to UTC, which is how it is stored; 9999-12-31T23:59:59-14:00 has no UTC year."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
 
 
 class SessionPublic(WireModel):
@@ -14,7 +34,10 @@ class SessionPublic(WireModel):
 
 
 class TokenCreate(RequestModel):
-    expires_at: datetime | None = None
+    # Aware only: a time without an offset is ambiguous (and cannot be compared with now).
+    expires_at: Annotated[
+        AwareDatetime | None, BeforeValidator(_timestamp_text), AfterValidator(_in_utc)
+    ] = None
 
 
 class TokenIssued(WireModel):

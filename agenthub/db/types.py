@@ -65,12 +65,17 @@ def uuid7() -> uuid.UUID:
 
 
 def as_uuid(value: Any) -> uuid.UUID | None:
-    """Parse a path value as a UUID, or None when it is not one."""
+    """Parse a path value as a UUID, or None when it is not one.
+
+    Only the canonical 8-4-4-4-12 spelling counts: `uuid.UUID` also reads hyphens anywhere
+    (`<32 hex>----`), which is a valid name or slug and must stay one.
+    """
     if isinstance(value, uuid.UUID):
         return value
     if not isinstance(value, str) or len(value) != 36:
         return None
     try:
-        return uuid.UUID(value)
+        parsed = uuid.UUID(value)
     except ValueError:
         return None
+    return parsed if str(parsed) == value.lower() else None
