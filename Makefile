@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint format typecheck pytest js-deps install clean
+.PHONY: run test check lint format typecheck pytest js-deps install bench clean
 
 run: $(STAMP)
 	$(BIN)/agenthub serve
@@ -35,6 +35,10 @@ js-deps:
 	else echo "npm not found: the JavaScript client test will be skipped"; fi
 
 install: $(STAMP)
+
+# The benchmark matrix (needs PostgreSQL at 127.0.0.1:5432, Node.js and npm); writes docs/BENCHMARKS.md.
+bench: $(STAMP)
+	$(BIN)/python -m bench.matrix $(BENCH_ARGS)
 
 # A fresh Debian python3 may lack the venv module (python3-venv); virtualenv from pip does the same job.
 $(VENV)/bin/python:

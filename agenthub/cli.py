@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
+from sqlalchemy import exc as sa_exc
 
 from agenthub.config import ConfigError, Settings, load_settings
 from agenthub.db import migrate as migrations
@@ -78,7 +79,26 @@ def run_with_services(work: Callable[[Services], Awaitable[T]], *, migrate: bool
     try:
         return asyncio.run(main())
     except AppError as exc:
-        raise fail(exc.message) from None
+        raise fail(exc.message + _cause(exc)) from None
+    except (sa_exc.DBAPIError, OSError) as exc:  # e.g. no such database, authentication failed
+        raise fail("cannot use the database" + _cause(exc)) from None
+
+
+def _cause(exc: BaseException | None) -> str:
+    """The driver's own first line behind a database failure, as ": reason"; "" if none.
+
+    Only the driver's message: SQLAlchemy's text would add the SQL and its parameters.
+    """
+    if isinstance(exc, AppError):
+        exc = exc.__cause__
+    if isinstance(exc, sa_exc.DBAPIError):
+        exc = exc.orig
+    if exc is None or isinstance(exc, AppError):
+        return ""
+    text = str(exc).strip()
+    if text.startswith("<class '") and ">: " in text:  # asyncpg errors as SQLAlchemy adapts them
+        text = text.split(">: ", 1)[1]
+    return f": {text.splitlines()[0]}" if text else f": {type(exc).__name__}"
 
 
 def emit(as_json: bool, data: Any, human: str) -> None:

@@ -12,7 +12,7 @@ import secrets
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -228,6 +228,11 @@ def async_url(url: str) -> str:
     scheme, rest = url.split("://", 1)
     base = scheme.split("+", 1)[0]
     if base in {"postgresql", "postgres"}:
+        # libpq's `sslmode=require` is asyncpg's `ssl=require` (same mode names).
+        head, sep, query = rest.partition("?")
+        if sep:
+            params = [("ssl" if k == "sslmode" else k, v) for k, v in parse_qsl(query)]
+            rest = f"{head}?{urlencode(params)}"
         return f"postgresql+asyncpg://{rest}"
     return f"sqlite+aiosqlite://{rest}"
 

@@ -81,12 +81,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     if is_unavailable(exc):
         err = Unavailable()
         return envelope(err.status, err.code, err.message)
-    log.error(
-        "unhandled %s on %s %s",
-        type(exc).__name__,
-        request.method,
-        request.scope.get("route").path if request.scope.get("route") else "unmatched",  # type: ignore[union-attr]
-    )
+    # Logged once, by type, by the request middleware (Starlette re-raises it there).
     return envelope(500, "internal", "internal server error")
 
 

@@ -84,17 +84,26 @@ class RequestContextMiddleware:
         agent_token = context.agent_id.set(None)
         started = time.perf_counter()
         status = 500
+        responded = False
         extra = [(b"x-request-id", rid.encode()), *self.security_headers]
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
                 status = message["status"]
+                responded = True
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_headers)
+        except Exception as exc:
+            # Starlette re-raises an unexpected error after answering 500, for the server to
+            # log; uvicorn would print the traceback (SQL and parameters included) and drop the
+            # connection. The error is logged here by type only, with the request id.
+            log.error("unhandled %s", type(exc).__name__, extra={"error_type": type(exc).__name__})
+            if not responded:
+                await send_error(send_with_headers, 500, "internal", "internal server error")
         finally:
             route = _route_of(scope)
             self.metrics.http_request(scope["method"], route, status)

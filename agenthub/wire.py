@@ -39,6 +39,8 @@ def _no_nul(value: str) -> str:
 
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_nul)]
+# An agent or room named in a request body: an id or a name/slug.
+Ref = Annotated[str, StringConstraints(min_length=1, max_length=63), AfterValidator(_no_nul)]
 
 
 class WireModel(BaseModel):

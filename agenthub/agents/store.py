@@ -16,6 +16,8 @@ from agenthub.db.types import as_uuid, utcnow, uuid7
 
 async def get_by_ref(conn: AsyncConnection, ref: str) -> Row[Any] | None:
     """The agent whose id or name is `ref`; where both match different agents, the id wins."""
+    if "\x00" in ref:  # no name holds U+0000, and PostgreSQL refuses it in a query parameter
+        return None
     ref_id = as_uuid(ref)
     cond = agents.c.name == ref
     if ref_id is not None:

@@ -18,7 +18,10 @@ MAX_SEQ = 2**63 - 1
     "",
     status_code=201,
     response_model=MessagePublic,
-    responses={**error_responses(403, 404), 200: {"description": "an idempotent repeat"}},
+    responses={
+        **error_responses(403, 404),
+        200: {"model": MessagePublic, "description": "an idempotent repeat"},
+    },
     summary="Send a message (members); 200 with the stored message for a repeated clientMsgId",
 )
 async def send_message(

@@ -57,7 +57,10 @@ async def list_members(room: str, me: CurrentAgent, services: ServicesDep) -> Me
     "/{room}/members",
     status_code=201,
     response_model=AgentPublic,
-    responses={**error_responses(403, 404), 200: {"description": "already a member"}},
+    responses={
+        **error_responses(403, 404),
+        200: {"model": AgentPublic, "description": "already a member"},
+    },
     summary="Add an agent to a room (members and admins); 200 if it already was one",
 )
 async def add_member(

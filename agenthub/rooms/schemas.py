@@ -5,7 +5,7 @@ import uuid
 from pydantic import Field
 
 from agenthub.agents.schemas import AgentPublic
-from agenthub.wire import RequestModel, Slug, Text200, Timestamp, WireModel
+from agenthub.wire import Ref, RequestModel, Slug, Text200, Timestamp, WireModel
 
 
 class RoomCreate(RequestModel):
@@ -26,7 +26,7 @@ class RoomList(WireModel):
 
 
 class MemberAdd(RequestModel):
-    agent: str = Field(min_length=1, max_length=63, description="an agent id or name")
+    agent: Ref = Field(description="an agent id or name")
 
 
 class MemberList(WireModel):

@@ -19,6 +19,8 @@ async def get_with_membership(
     conn: AsyncConnection, ref: str, agent_id: uuid.UUID
 ) -> tuple[Row[Any], bool] | None:
     """The room whose id or slug is `ref` (the id wins) and whether `agent_id` is a member."""
+    if "\x00" in ref:  # no slug holds U+0000, and PostgreSQL refuses it in a query parameter
+        return None
     ref_id = as_uuid(ref)
     cond = rooms.c.slug == ref
     if ref_id is not None:
