@@ -23,7 +23,12 @@ from agenthub.body_limit import BodyLimitMiddleware
 from agenthub.config import Settings, load_settings
 from agenthub.db.engine import Database
 from agenthub.health import router as health_router
-from agenthub.http_middleware import CorsMiddleware, RateLimitMiddleware, RequestContextMiddleware
+from agenthub.http_middleware import (
+    CorsMiddleware,
+    RateLimitMiddleware,
+    RequestContextMiddleware,
+    RouteTemplates,
+)
 from agenthub.messages.http import router as messages_router
 from agenthub.observability.metrics import Metrics
 from agenthub.origins import parse_origins
@@ -55,12 +60,14 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         )
         app.state.services = services
         app.state.started = time.monotonic()
+        services.messages.writer.start()
         if messaging:
             hub.start(services)
         try:
             yield
         finally:
             await hub.stop()
+            await services.messages.writer.stop()
             await db.dispose()
 
     app = FastAPI(
@@ -98,7 +105,8 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         on_storage_error=_limits_unavailable,
     )
     asgi = CorsMiddleware(asgi, parse_origins(settings.allowed_origins))
-    asgi = RequestContextMiddleware(asgi, metrics, security_headers(settings))
+    templates = RouteTemplates(lambda: app.openapi()["paths"])
+    asgi = RequestContextMiddleware(asgi, metrics, security_headers(settings), templates)
     return asgi, hub
 
 

@@ -7,7 +7,7 @@ rolled-back change is never announced. `NullEvents` serves when messaging is dis
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from agenthub.messages.schemas import MessagePublic
@@ -15,15 +15,8 @@ if TYPE_CHECKING:
 
 
 class Events(Protocol):
-    def message_reserved(self, room_id: uuid.UUID, seq: int) -> Any:
-        """A transaction took `seq` in the room (called inside it, right after the seq was
-        allocated). Returns a ticket that must be settled exactly once."""
-
-    def message_settled(self, ticket: Any, message: MessagePublic | None) -> None:
-        """The transaction behind `ticket` committed `message`, or rolled back (None).
-
-        A rolled-back seq is taken again by the next transaction, so two tickets can name
-        the same seq; tickets, not seqs, identify reservations."""
+    def messages_committed(self, messages: list[MessagePublic]) -> None:
+        """Messages just committed, each room's in seq order (see messages/writer.py)."""
 
     def member_added(self, agent_id: uuid.UUID, room: RoomPublic) -> None: ...
 
@@ -31,10 +24,7 @@ class Events(Protocol):
 
 
 class NullEvents:
-    def message_reserved(self, room_id: uuid.UUID, seq: int) -> Any:
-        return None
-
-    def message_settled(self, ticket: Any, message: MessagePublic | None) -> None:
+    def messages_committed(self, messages: list[MessagePublic]) -> None:
         pass
 
     def member_added(self, agent_id: uuid.UUID, room: RoomPublic) -> None:

@@ -42,6 +42,20 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, OSError | TimeoutError | sa.exc.TimeoutError)
 
 
+def _driver_unavailable(exc: BaseException) -> bool:
+    """The same as is_unavailable, for errors the drivers raise themselves."""
+    import asyncpg
+
+    return isinstance(
+        exc,
+        asyncpg.exceptions.PostgresConnectionError
+        | asyncpg.exceptions.OperatorInterventionError
+        | asyncpg.exceptions.InterfaceError
+        | OSError
+        | TimeoutError,
+    ) or (type(exc).__module__.startswith("sqlite3") and "locked" in str(exc))
+
+
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
     engine = create_async_engine(
         url, pool_size=pool_size, max_overflow=0, pool_timeout=60, hide_parameters=True
@@ -137,6 +151,21 @@ class Database:
                 yield conn
         except Exception as exc:
             if is_unavailable(exc):
+                raise Unavailable() from exc
+            raise
+
+    @contextlib.asynccontextmanager
+    async def driver(self) -> AsyncIterator[Any]:
+        """The driver's own connection (asyncpg or aiosqlite) from the write pool, for the
+        message hot path (see messages/batch_store.py); the caller runs its transaction.
+        On SQLite it is held under this process's write lock like any write."""
+        lock = self._write_lock or contextlib.nullcontext()
+        try:
+            async with lock, self.write_engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                yield raw.driver_connection
+        except Exception as exc:
+            if is_unavailable(exc) or _driver_unavailable(exc):
                 raise Unavailable() from exc
             raise
 

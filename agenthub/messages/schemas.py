@@ -1,15 +1,18 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
 from pydantic import Field
 
-from agenthub.wire import RequestModel, Timestamp, WireModel
+from agenthub.wire import NulFree, RequestModel, Timestamp, WireModel
 
 
 class MessageCreate(RequestModel):
-    body: str = Field(min_length=1, description="non-empty, at most MAX_MESSAGE_BYTES UTF-8 bytes")
-    client_msg_id: str | None = Field(
+    body: Annotated[str, NulFree] = Field(
+        min_length=1, description="non-empty, at most MAX_MESSAGE_BYTES UTF-8 bytes"
+    )
+    client_msg_id: Annotated[str, NulFree] | None = Field(
         default=None, min_length=1, max_length=128, description="makes the send idempotent"
     )
 

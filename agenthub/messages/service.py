@@ -9,13 +9,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from agenthub import cursors
-from agenthub.audit import store as audit
 from agenthub.auth.jwt import Principal
 from agenthub.db.engine import Database
 from agenthub.errors import InvalidRequest, PayloadTooLarge
 from agenthub.events import Events
 from agenthub.messages import store
 from agenthub.messages.schemas import MessagePage, MessagePublic
+from agenthub.messages.writer import MessageWriter
 from agenthub.observability.metrics import Metrics
 from agenthub.rooms.service import RoomService
 
@@ -34,13 +34,6 @@ def message_out(row: Mapping[Any, Any]) -> MessagePublic:
     )
 
 
-class _Duplicate(Exception):
-    """Rolls back a send whose clientMsgId was already stored."""
-
-    def __init__(self, row: Mapping[Any, Any]) -> None:
-        self.row = row
-
-
 class MessageService:
     def __init__(
         self,
@@ -55,6 +48,14 @@ class MessageService:
         self.rooms = rooms
         self.events = events
         self.max_message_bytes = max_message_bytes
+        self.writer = MessageWriter(db, self._committed)
+
+    def _committed(self, rows: list[dict[str, Any]]) -> None:
+        messages = [message_out(row) for row in rows]
+        self.events.messages_committed(messages)
+        if self.metrics is not None:
+            for message in messages:
+                self.metrics.message_stored(message.room_id)
 
     def check_message(self, body: object, client_msg_id: object) -> tuple[str, str | None]:
         if not isinstance(body, str) or not body:
@@ -81,37 +82,15 @@ class MessageService:
         idempotent repeat, which stores and announces nothing)."""
         body, client_msg_id = self.check_message(body, client_msg_id)
         room = await self.rooms.room_for(actor, room_ref, admin_ok=False)
-        return await self._store(actor.agent_id, room.id, body, client_msg_id)
+        return await self.send_checked(actor.agent_id, room.id, body, client_msg_id)
 
-    async def _store(
+    async def send_checked(
         self, sender_id: uuid.UUID, room_id: uuid.UUID, body: str, client_msg_id: str | None
     ) -> tuple[MessagePublic, bool]:
-        ticket: Any = None
-        reserved = False
-        try:
-            async with self.db.write() as conn:
-                seq = await store.allocate_seq(conn, room_id)
-                ticket, reserved = self.events.message_reserved(room_id, seq), True
-                if client_msg_id is not None:
-                    # Under the room's lock: a twin send has either committed or not begun.
-                    dup = await store.find_by_client_msg_id(conn, room_id, sender_id, client_msg_id)
-                    if dup is not None:
-                        raise _Duplicate(dup._mapping)
-                row = await store.insert(conn, room_id, seq, sender_id, body, client_msg_id)
-                payload = {"roomId": str(room_id), "messageId": str(row["id"]), "seq": seq}
-                await audit.record(conn, "message-sent", sender_id, payload)
-        except _Duplicate as dup:
-            self.events.message_settled(ticket, None)
-            return message_out(dup.row), False
-        except BaseException:
-            if reserved:
-                self.events.message_settled(ticket, None)
-            raise
-        message = message_out(row)
-        self.events.message_settled(ticket, message)
-        if self.metrics is not None:
-            self.metrics.message_stored(room_id)
-        return message, True
+        """Store a message whose content and sender's membership are already checked (the
+        socket layer knows its rooms; see realtime/hub.py)."""
+        row, created = await self.writer.submit(room_id, sender_id, body, client_msg_id)
+        return message_out(row), created
 
     async def history(
         self,

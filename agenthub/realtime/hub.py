@@ -2,8 +2,9 @@
 
 Handlers only translate: they parse the payload, call the same services as the HTTP routes,
 and turn results and `AppError`s into acks. Everything the server emits goes through one
-queue drained by one task, in the order it was queued, so a room's `message:new` events leave
-in seq order (see `ordering.py`) and never overtake the `room:added` that put a socket there.
+queue drained by one task, in the order it was queued: messages arrive committed in seq order
+(one writer per process, see messages/writer.py), so each room's `message:new` events leave in
+seq order, and never overtake the `room:added` that put a socket there.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+import engineio
+import orjson
 import socketio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -33,7 +36,7 @@ from agenthub.errors import (
 )
 from agenthub.messages.schemas import MessagePublic
 from agenthub.observability.metrics import Metrics
-from agenthub.realtime.ordering import RoomOrder, Ticket
+from agenthub.origins import origin_allowed, parse_origins
 from agenthub.realtime.presence import Presence
 from agenthub.realtime.ratelimit import SlidingWindow
 from agenthub.rooms.schemas import RoomPublic
@@ -45,6 +48,18 @@ NAMESPACE = "/agents"
 CLOSE_WAIT_SECONDS = 1.0
 Ack = dict[str, Any]
 Handler = Callable[["SocketState", dict[str, Any]], Awaitable[Ack]]
+
+
+class _OrJson:
+    """The `json` interface python-socketio encodes packets with, on orjson."""
+
+    @staticmethod
+    def dumps(obj: Any, **_kw: Any) -> str:
+        return orjson.dumps(obj).decode()
+
+    @staticmethod
+    def loads(text: str | bytes, **_kw: Any) -> Any:
+        return orjson.loads(text)
 
 
 def agent_room(agent_id: uuid.UUID | str) -> str:
@@ -62,6 +77,9 @@ class SocketState:
     window: SlidingWindow
     last_active: float = field(default_factory=time.monotonic)
     joined: set[str] = field(default_factory=set)  # rooms where this socket is present
+    # The agent's rooms as this process knows them (connect, room:added, room:removed):
+    # a send to one of them needs no membership query.
+    rooms: dict[str, uuid.UUID] = field(default_factory=dict)
 
     @property
     def agent_id(self) -> str:
@@ -74,20 +92,22 @@ class Hub:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
+        self._origin_rules = parse_origins(settings.allowed_origins)
         self.sio = socketio.AsyncServer(
             async_mode="asgi",
-            cors_allowed_origins=list(settings.allowed_origins),
+            # The same rules as HTTP (CIDR entries included), not engine.io's exact-match list.
+            cors_allowed_origins=self._origin_allowed,
             max_http_buffer_size=settings.max_body_bytes,
             ping_interval=settings.socketio_ping_interval,
             ping_timeout=settings.socketio_ping_timeout,
             logger=False,
             engineio_logger=False,
+            json=_OrJson,
         )
         self.services: Services | None = None
         self.sockets: dict[str, SocketState] = {}
         self.presence = Presence()
-        self.order = RoomOrder(self._release_message)
-        self._outbox: asyncio.Queue[tuple[str, Any, str]] | None = None
+        self.slugs: dict[str, str] = {}  # room slug -> id (a room's slug never changes)
         self._inflight = 0
         self._polls: set[asyncio.Task[Any]] = set()
         self.draining = False
@@ -103,13 +123,14 @@ class Hub:
         for event in self._handlers:
             self.sio.on(event, self._dispatcher(event), namespace=NAMESPACE)
 
+    def _origin_allowed(self, origin: str | None, environ: dict[str, Any]) -> bool:
+        return origin_allowed(self._origin_rules, origin)
+
     # ---- lifecycle (owned by the app's lifespan) ----
 
     def start(self, services: Services) -> None:
         self.services = services
-        self._outbox = asyncio.Queue()
         self._tasks = [
-            asyncio.create_task(self._drain_outbox(), name="agenthub-emitter"),
             asyncio.create_task(self._prune_presence(), name="agenthub-presence"),
             asyncio.create_task(self._refresh_metrics(), name="agenthub-metrics"),
         ]
@@ -149,12 +170,9 @@ class Hub:
         sessions would hold the shutdown until their ping timeout."""
         self.draining = True
         deadline = time.monotonic() + within
-        # Short polls: in-flight sends and queued deliveries finish within milliseconds.
+        # A short poll: in-flight sends finish within milliseconds (their deliveries are
+        # queued on the sockets at commit, ahead of the CLOSE packets below).
         while self._inflight and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-        while self._outbox is not None and not self._outbox.empty():
-            if time.monotonic() >= deadline:
-                break
             await asyncio.sleep(0.02)
         # Closing waits until each socket's CLOSE packet is taken: live peers take it within
         # milliseconds, dead ones (a vanished polling client) never do, hence the bound.
@@ -182,51 +200,46 @@ class Hub:
 
     # ---- Events (called by services after commit; must not block) ----
 
-    def message_reserved(self, room_id: uuid.UUID, seq: int) -> Ticket:
-        return self.order.reserve(room_id, seq)
-
-    def message_settled(self, ticket: Any, message: MessagePublic | None) -> None:
-        self.order.settle(ticket, message)
+    def messages_committed(self, messages: list[MessagePublic]) -> None:
+        for message in messages:
+            data = message.model_dump(mode="json", by_alias=True)
+            self._fanout("message:new", data, data["roomId"])
 
     def member_added(self, agent_id: uuid.UUID, room: RoomPublic) -> None:
-        self._queue("room:added", room.model_dump(mode="json", by_alias=True), str(agent_id))
+        data = room.model_dump(mode="json", by_alias=True)
+        self.slugs[room.slug] = data["id"]
+        for state in self._sockets_of(str(agent_id)):
+            self.sio.manager.basic_enter_room(state.sid, NAMESPACE, data["id"])
+            state.rooms[data["id"]] = room.id
+        self._fanout("room:added", data, agent_room(agent_id))
 
     def member_removed(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> None:
         room = str(room_id)
-        # Leave now, not when the queue gets there: nothing more of the room may reach them.
-        for state in self._sockets_of(str(agent_id)):
+        mine = self._sockets_of(str(agent_id))
+        for state in mine:  # at once: nothing more of the room may reach them
             self.sio.manager.basic_leave_room(state.sid, NAMESPACE, room)
-        self._queue("room:removed", {"roomId": room}, str(agent_id))
+            state.rooms.pop(room, None)
+        self._fanout("room:removed", {"roomId": room}, agent_room(agent_id))
+        for state in mine:
+            self._leave_presence(state, room)
 
-    def _release_message(self, message: MessagePublic) -> None:
-        self._queue("message:new", message.model_dump(mode="json", by_alias=True), "")
+    # ---- delivery ----
 
-    # ---- the outbox: one consumer, so emits leave in the order they were queued ----
+    def _fanout(self, event: str, data: Any, room: str) -> None:
+        """Emit `event` to every socket in `room` of this process, now, in call order.
 
-    def _queue(self, event: str, data: Any, agent_id: str) -> None:
-        if self._outbox is not None:
-            self._outbox.put_nowait((event, data, agent_id))
-
-    async def _drain_outbox(self) -> None:
-        assert self._outbox is not None
-        while True:
-            event, data, agent_id = await self._outbox.get()
-            try:
-                await self._deliver(event, data, agent_id)
-            except Exception as exc:  # one bad delivery must not stop all later ones
-                log.error("delivery of %s failed: %s", event, type(exc).__name__)
-
-    async def _deliver(self, event: str, data: Any, agent_id: str) -> None:
-        if event in ("message:new", "presence:update"):
-            await self.sio.emit(event, data, to=data["roomId"], namespace=NAMESPACE)
-        elif event == "room:added":
-            for state in self._sockets_of(agent_id):
-                await self.sio.enter_room(state.sid, data["id"], namespace=NAMESPACE)
-            await self.sio.emit(event, data, to=agent_room(agent_id), namespace=NAMESPACE)
-        elif event == "room:removed":
-            await self.sio.emit(event, data, to=agent_room(agent_id), namespace=NAMESPACE)
-            for state in self._sockets_of(agent_id):
-                self._leave_presence(state, data["roomId"])
+        Encodes the packet once and puts it straight on each recipient's engine.io queue
+        (what python-socketio does per recipient, minus a task and an await each), so a
+        burst of commits reaches every socket in the order the commits were made."""
+        encoded = self.sio.packet_class(
+            socketio.packet.EVENT, namespace=NAMESPACE, data=[event, data]
+        ).encode()
+        frame = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
+        sockets = self.sio.eio.sockets
+        for _sid, eio_sid in self.sio.manager.get_participants(NAMESPACE, room):
+            sock = sockets.get(eio_sid)
+            if sock is not None and not sock.closed:
+                sock.queue.put_nowait(frame)
 
     def _sockets_of(self, agent_id: str) -> list[SocketState]:
         return [s for s in self.sockets.values() if s.agent_id == agent_id]
@@ -252,6 +265,7 @@ class Hub:
             room_ids = await self.services.rooms.room_ids_of(principal)
             for room_id in room_ids:
                 await self.sio.enter_room(sid, str(room_id), namespace=NAMESPACE)
+                state.rooms[str(room_id)] = room_id
             rooms = [str(r) for r in room_ids]
             await self.sio.emit(
                 "connected",
@@ -334,10 +348,22 @@ class Hub:
 
     async def _message_send(self, state: SocketState, payload: dict[str, Any]) -> Ack:
         assert self.services is not None
+        messages = self.services.messages
         room_ref = self._room_ref(payload)
-        message, _ = await self.services.messages.send(
-            state.principal, room_ref, payload.get("body"), payload.get("clientMsgId")
-        )
+        room_id = state.rooms.get(room_ref) or state.rooms.get(self.slugs.get(room_ref, ""))
+        if room_id is None:  # not one of the rooms this socket knows: ask the database
+            message, _ = await messages.send(
+                state.principal, room_ref, payload.get("body"), payload.get("clientMsgId")
+            )
+            self.slugs.setdefault(room_ref, str(message.room_id))
+            state.rooms[str(message.room_id)] = message.room_id
+        else:  # a member, as this process knows from the membership events
+            body, client_msg_id = messages.check_message(
+                payload.get("body"), payload.get("clientMsgId")
+            )
+            message, _ = await messages.send_checked(
+                state.principal.agent_id, room_id, body, client_msg_id
+            )
         return {"ok": True, "message": message.model_dump(mode="json", by_alias=True)}
 
     async def _room_join(self, state: SocketState, payload: dict[str, Any]) -> Ack:
@@ -368,7 +394,7 @@ class Hub:
     def _publish_presence(self, room_id: str) -> None:
         present = self.presence.changed(room_id)
         if present is not None:
-            self._queue("presence:update", {"roomId": room_id, "present": present}, "")
+            self._fanout("presence:update", {"roomId": room_id, "present": present}, room_id)
 
     def _heartbeat_seen(self, sid: str) -> bool:
         """Whether the transport's last ping was answered (engine.io clears `last_ping` on a

@@ -1,0 +1,188 @@
+"""Group commit: every message of this process is stored by one writer task, in batches.
+
+Sends queue up while a transaction is in flight; the next transaction takes all of them (up
+to MAX_BATCH), so under load one commit carries many messages (a handful of round trips for
+the batch instead of per message) and at low load a send waits for nothing but its own
+commit. One writer per process also means its commits happen one after another, so this
+process learns of each room's seqs in order and can broadcast them in order without further
+bookkeeping. Across processes (several nodes on one PostgreSQL) the rooms' row locks order
+the transactions.
+
+Guarantees per send, as the contract wants them: the message and its audit row commit in
+the same transaction; its seq is the room's next one (gapless, in commit order); a repeated
+clientMsgId (in the database or earlier in the same batch) stores nothing and returns the
+stored message. The caller's future resolves only after commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agenthub.db.engine import Database
+from agenthub.db.types import utcnow, uuid7
+from agenthub.errors import NotFound
+from agenthub.messages.batch_store import (
+    BatchStore,
+    Key,
+    NewMessage,
+    PgBatchStore,
+    SqliteBatchStore,
+)
+
+log = logging.getLogger("agenthub.messages")
+
+MAX_BATCH = 512
+RETRIES = 3
+
+
+class _Conflict(Exception):
+    """Another writer stored one of this batch's keys between our check and our insert."""
+
+
+@dataclass(slots=True)
+class Pending:
+    room_id: uuid.UUID
+    sender_id: uuid.UUID
+    body: str
+    client_msg_id: str | None
+    future: asyncio.Future[tuple[dict[str, Any], bool]] = field(repr=False)
+
+
+Committed = Callable[[list[dict[str, Any]]], None]
+Result = tuple[dict[str, Any], bool] | Exception
+
+
+class MessageWriter:
+    def __init__(self, db: Database, on_commit: Committed) -> None:
+        self.db = db
+        self.on_commit = on_commit
+        self.store: BatchStore = SqliteBatchStore() if db.is_sqlite else PgBatchStore()
+        self._pending: list[Pending] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="agenthub-writer")
+
+    async def stop(self) -> None:
+        """Finish what is queued, then stop."""
+        if self._task is None:
+            return
+        while self._pending:  # noqa: ASYNC110 (the writer empties it; bounded by shutdown)
+            await asyncio.sleep(0.01)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def submit(
+        self, room_id: uuid.UUID, sender_id: uuid.UUID, body: str, client_msg_id: str | None
+    ) -> tuple[dict[str, Any], bool]:
+        """Store a message; returns its row and whether it is new. Resolves after commit."""
+        self.start()  # normally started by the app's lifespan; lazily elsewhere (scripts)
+        future: asyncio.Future[tuple[dict[str, Any], bool]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._pending.append(Pending(room_id, sender_id, body, client_msg_id, future))
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[Pending]) -> None:
+        results: list[Result] = []
+        for attempt in range(RETRIES):
+            try:
+                results = await self._transaction(batch)
+                break
+            except _Conflict:
+                if attempt + 1 < RETRIES:
+                    continue
+                self._fail(batch, RuntimeError("conflicting concurrent sends"))
+                return
+            except Exception as exc:
+                self._fail(batch, exc)
+                return
+        for pending, result in zip(batch, results, strict=True):
+            if pending.future.done():
+                continue
+            if isinstance(result, Exception):
+                pending.future.set_exception(result)
+            else:
+                pending.future.set_result(result)
+        try:
+            self.on_commit([r[0] for r in results if not isinstance(r, Exception) and r[1]])
+        except Exception as exc:  # delivery trouble must not fail committed sends
+            log.error("after-commit delivery failed: %s", type(exc).__name__)
+
+    @staticmethod
+    def _fail(batch: list[Pending], exc: Exception) -> None:
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(exc)
+
+    async def _transaction(self, batch: list[Pending]) -> list[Result]:
+        store = self.store
+        async with self.db.driver() as conn, store.transaction(conn):
+            keys = list(
+                {(p.room_id, p.sender_id, p.client_msg_id) for p in batch if p.client_msg_id}
+            )
+            stored: dict[Key, dict[str, Any]] = await store.find_keyed(conn, keys) if keys else {}
+            # Which sends are new: not stored before, and not repeated earlier in this batch.
+            fresh: list[Pending] = []
+            first_of: dict[Key, Pending] = {}
+            for p in batch:
+                key = (p.room_id, p.sender_id, p.client_msg_id) if p.client_msg_id else None
+                if key is not None and (key in stored or key in first_of):
+                    continue
+                if key is not None:
+                    first_of[key] = p
+                fresh.append(p)
+            counts: dict[uuid.UUID, int] = {}
+            for p in fresh:
+                counts[p.room_id] = counts.get(p.room_id, 0) + 1
+            last = await store.allocate(conn, counts) if counts else {}
+            next_seq = {room: last[room] - n + 1 for room, n in counts.items() if room in last}
+            now = utcnow()
+            new: dict[int, NewMessage] = {}
+            for p in fresh:
+                if p.room_id not in next_seq:
+                    continue  # the room vanished: answered below
+                seq = next_seq[p.room_id]
+                next_seq[p.room_id] = seq + 1
+                new[id(p)] = NewMessage(
+                    uuid7(), p.room_id, seq, p.sender_id, p.body, p.client_msg_id, now
+                )
+            messages = list(new.values())
+            if messages:
+                inserted = await store.insert(conn, messages, [uuid7() for _ in messages])
+                if inserted != len(messages):
+                    raise _Conflict()
+        results: list[Result] = []
+        by_key = {**stored}
+        for p in batch:
+            made = new.get(id(p))
+            if made is not None:
+                row = made.as_row()
+                if p.client_msg_id:
+                    by_key[(p.room_id, p.sender_id, p.client_msg_id)] = row
+                results.append((row, True))
+            elif p.client_msg_id and (p.room_id, p.sender_id, p.client_msg_id) in by_key:
+                results.append((by_key[(p.room_id, p.sender_id, p.client_msg_id)], False))
+            else:  # its room vanished (rooms are never deleted: not expected)
+                results.append(NotFound("the room does not exist"))
+        return results
