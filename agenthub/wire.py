@@ -9,6 +9,7 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Field,
     PlainSerializer,
     StringConstraints,
     WithJsonSchema,
@@ -37,10 +38,19 @@ def _no_nul(value: str) -> str:
     return value
 
 
+# Documents that a string may not hold U+0000 (the contract's 400): schema only, since `_no_nul`
+# or the service enforces it with a message that names the character.
+NUL_FREE_PATTERN = r"^[^\x00]*$"
+NulFree = Field(json_schema_extra={"pattern": NUL_FREE_PATTERN})
+
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
-Text200 = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_nul)]
+Text200 = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_no_nul), NulFree
+]
 # An agent or room named in a request body: an id or a name/slug.
-Ref = Annotated[str, StringConstraints(min_length=1, max_length=63), AfterValidator(_no_nul)]
+Ref = Annotated[
+    str, StringConstraints(min_length=1, max_length=63), AfterValidator(_no_nul), NulFree
+]
 
 
 class WireModel(BaseModel):
