@@ -7,16 +7,16 @@ rolled-back change is never announced. `NullEvents` serves when messaging is dis
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from agenthub.messages.schemas import MessagePublic
     from agenthub.rooms.schemas import RoomPublic
 
 
 class Events(Protocol):
-    def messages_committed(self, messages: list[MessagePublic]) -> None:
-        """Messages just committed, each room's in seq order (see messages/writer.py)."""
+    def messages_committed(self, messages: list[dict[str, Any]]) -> None:
+        """Messages just committed, in their wire form, each room's in seq order (see
+        messages/writer.py)."""
 
     def member_added(self, agent_id: uuid.UUID, room: RoomPublic) -> None: ...
 
@@ -24,7 +24,7 @@ class Events(Protocol):
 
 
 class NullEvents:
-    def messages_committed(self, messages: list[MessagePublic]) -> None:
+    def messages_committed(self, messages: list[dict[str, Any]]) -> None:
         pass
 
     def member_added(self, agent_id: uuid.UUID, room: RoomPublic) -> None:

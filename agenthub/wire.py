@@ -21,8 +21,9 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
 
 def iso_z(value: datetime) -> str:
     """`2026-05-02T10:30:00.123Z`: UTC, milliseconds, a `Z`."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 Timestamp = Annotated[

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 
 from agenthub.deps import CurrentAgent, ServicesDep
 from agenthub.messages.schemas import MessageCreate, MessagePage, MessagePublic
@@ -25,11 +26,11 @@ MAX_SEQ = 2**63 - 1
     summary="Send a message (members); 200 with the stored message for a repeated clientMsgId",
 )
 async def send_message(
-    room: str, body: MessageCreate, me: CurrentAgent, services: ServicesDep, response: Response
-) -> MessagePublic:
+    room: str, body: MessageCreate, me: CurrentAgent, services: ServicesDep
+) -> JSONResponse:
+    # The service hands back the message's wire form, already what MessagePublic documents.
     message, created = await services.messages.send(me, room, body.body, body.client_msg_id)
-    response.status_code = 201 if created else 200
-    return message
+    return JSONResponse(message, status_code=201 if created else 200)
 
 
 @router.get(

@@ -18,6 +18,7 @@ from agenthub.messages.schemas import MessagePage, MessagePublic
 from agenthub.messages.writer import MessageWriter
 from agenthub.observability.metrics import Metrics
 from agenthub.rooms.service import RoomService
+from agenthub.wire import iso_z
 
 MAX_CLIENT_MSG_ID = 128
 
@@ -32,6 +33,19 @@ def message_out(row: Mapping[Any, Any]) -> MessagePublic:
         client_msg_id=row["client_msg_id"],
         created_at=row["created_at"],
     )
+
+
+def message_wire(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """The contract's message object, JSON-ready, without a model round trip (hot path)."""
+    return {
+        "id": str(row["id"]),
+        "roomId": str(row["room_id"]),
+        "seq": row["seq"],
+        "senderId": str(row["sender_id"]),
+        "body": row["body"],
+        "clientMsgId": row["client_msg_id"],
+        "createdAt": iso_z(row["created_at"]),
+    }
 
 
 class MessageService:
@@ -51,11 +65,16 @@ class MessageService:
         self.writer = MessageWriter(db, self._committed)
 
     def _committed(self, rows: list[dict[str, Any]]) -> None:
-        messages = [message_out(row) for row in rows]
-        self.events.messages_committed(messages)
+        """Right after each commit, before any sender hears back: build each new message's
+        wire form once (the ack, the broadcast and the REST answer all use it), announce."""
+        wires = []
+        for row in rows:
+            row["wire"] = wire = message_wire(row)
+            wires.append(wire)
+        self.events.messages_committed(wires)
         if self.metrics is not None:
-            for message in messages:
-                self.metrics.message_stored(message.room_id)
+            for row in rows:
+                self.metrics.message_stored(row["room_id"])
 
     def check_message(self, body: object, client_msg_id: object) -> tuple[str, str | None]:
         if not isinstance(body, str) or not body:
@@ -77,20 +96,21 @@ class MessageService:
 
     async def send(
         self, actor: Principal, room_ref: str, body: object, client_msg_id: object = None
-    ) -> tuple[MessagePublic, bool]:
-        """Store a message from a member; returns it and whether it is new (False for an
-        idempotent repeat, which stores and announces nothing)."""
+    ) -> tuple[dict[str, Any], bool]:
+        """Store a message from a member; returns its wire form (the contract's message
+        object) and whether it is new (False for an idempotent repeat, which stores and
+        announces nothing)."""
         body, client_msg_id = self.check_message(body, client_msg_id)
         room = await self.rooms.room_for(actor, room_ref, admin_ok=False)
         return await self.send_checked(actor.agent_id, room.id, body, client_msg_id)
 
     async def send_checked(
         self, sender_id: uuid.UUID, room_id: uuid.UUID, body: str, client_msg_id: str | None
-    ) -> tuple[MessagePublic, bool]:
+    ) -> tuple[dict[str, Any], bool]:
         """Store a message whose content and sender's membership are already checked (the
         socket layer knows its rooms; see realtime/hub.py)."""
         row, created = await self.writer.submit(room_id, sender_id, body, client_msg_id)
-        return message_out(row), created
+        return row.get("wire") or message_wire(row), created
 
     async def history(
         self,

@@ -117,6 +117,10 @@ class MessageWriter:
             except Exception as exc:
                 self._fail(batch, exc)
                 return
+        try:  # broadcast first: a sender may only hear back once its message is on its way
+            self.on_commit([r[0] for r in results if not isinstance(r, Exception) and r[1]])
+        except Exception as exc:  # delivery trouble must not fail committed sends
+            log.error("after-commit delivery failed: %s", type(exc).__name__)
         for pending, result in zip(batch, results, strict=True):
             if pending.future.done():
                 continue
@@ -124,10 +128,6 @@ class MessageWriter:
                 pending.future.set_exception(result)
             else:
                 pending.future.set_result(result)
-        try:
-            self.on_commit([r[0] for r in results if not isinstance(r, Exception) and r[1]])
-        except Exception as exc:  # delivery trouble must not fail committed sends
-            log.error("after-commit delivery failed: %s", type(exc).__name__)
 
     @staticmethod
     def _fail(batch: list[Pending], exc: Exception) -> None:

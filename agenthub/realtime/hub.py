@@ -34,7 +34,6 @@ from agenthub.errors import (
     Unavailable,
     clip,
 )
-from agenthub.messages.schemas import MessagePublic
 from agenthub.observability.metrics import Metrics
 from agenthub.origins import origin_allowed, parse_origins
 from agenthub.realtime.presence import Presence
@@ -200,10 +199,9 @@ class Hub:
 
     # ---- Events (called by services after commit; must not block) ----
 
-    def messages_committed(self, messages: list[MessagePublic]) -> None:
+    def messages_committed(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:
-            data = message.model_dump(mode="json", by_alias=True)
-            self._fanout("message:new", data, data["roomId"])
+            self._fanout("message:new", message, message["roomId"])
 
     def member_added(self, agent_id: uuid.UUID, room: RoomPublic) -> None:
         data = room.model_dump(mode="json", by_alias=True)
@@ -231,9 +229,8 @@ class Hub:
         Encodes the packet once and puts it straight on each recipient's engine.io queue
         (what python-socketio does per recipient, minus a task and an await each), so a
         burst of commits reaches every socket in the order the commits were made."""
-        encoded = self.sio.packet_class(
-            socketio.packet.EVENT, namespace=NAMESPACE, data=[event, data]
-        ).encode()
+        # Socket.IO v5 text encoding of an EVENT packet: type, namespace, JSON array.
+        encoded = f"{socketio.packet.EVENT}{NAMESPACE}," + orjson.dumps([event, data]).decode()
         frame = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
         sockets = self.sio.eio.sockets
         for _sid, eio_sid in self.sio.manager.get_participants(NAMESPACE, room):
@@ -355,8 +352,8 @@ class Hub:
             message, _ = await messages.send(
                 state.principal, room_ref, payload.get("body"), payload.get("clientMsgId")
             )
-            self.slugs.setdefault(room_ref, str(message.room_id))
-            state.rooms[str(message.room_id)] = message.room_id
+            self.slugs.setdefault(room_ref, message["roomId"])
+            state.rooms[message["roomId"]] = uuid.UUID(message["roomId"])
         else:  # a member, as this process knows from the membership events
             body, client_msg_id = messages.check_message(
                 payload.get("body"), payload.get("clientMsgId")
@@ -364,7 +361,7 @@ class Hub:
             message, _ = await messages.send_checked(
                 state.principal.agent_id, room_id, body, client_msg_id
             )
-        return {"ok": True, "message": message.model_dump(mode="json", by_alias=True)}
+        return {"ok": True, "message": message}
 
     async def _room_join(self, state: SocketState, payload: dict[str, Any]) -> Ack:
         assert self.services is not None
