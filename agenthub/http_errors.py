@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from agenthub.db.engine import is_unavailable
 from agenthub.errors import AppError, RateLimited, Unavailable, clip
@@ -68,13 +69,31 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
         return envelope(404, "not_found", f"no route {request.method} {clip(request.url.path)}")
-    if exc.status_code == 405:
-        return envelope(405, "invalid_request", f"method {request.method} is not allowed here")
+    if exc.status_code == 405:  # RFC 9110: a 405 lists the methods the resource supports
+        allow = {"Allow": _allowed_methods(request, exc)}
+        return envelope(
+            405, "invalid_request", f"method {request.method} is not allowed here", allow
+        )
     if exc.status_code == 413:
         return envelope(413, "payload_too_large", "request body is too large")
     code = "internal" if exc.status_code >= 500 else "invalid_request"
     headers = dict(exc.headers) if exc.headers else None
     return envelope(exc.status_code, code, "request could not be processed", headers)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request, exc: StarletteHTTPException) -> str:
+    """The methods some route answers at this path: Starlette's own header names one route's only
+    (GET and POST /api/v1/rooms are two routes). Mounts (static files) keep their own header."""
+    routes = [r for r in request.app.router.routes if not isinstance(r, Mount)]
+    allowed = [
+        method
+        for method in _METHODS
+        if any(r.matches({**request.scope, "method": method})[0] is Match.FULL for r in routes)
+    ]
+    return ", ".join(allowed) or (exc.headers or {}).get("Allow", "")
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -12,10 +12,11 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.strategies import RateLimiter
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenthub.auth.jwt import Principal
@@ -55,24 +56,46 @@ async def send_error(
     await send({"type": "http.response.body", "body": body})
 
 
-def _route_of(scope: Scope) -> str:
+class RouteTemplates:
+    """The route template of a request answered before routing (a 429, a 413, a preflight),
+    matched against the API's path templates; compiled on first use, once every route is in."""
+
+    def __init__(self, templates: Callable[[], Iterable[str]]) -> None:
+        self._templates = templates
+        self._compiled: list[tuple[re.Pattern[str], str]] | None = None
+
+    def find(self, path: str) -> str | None:
+        if self._compiled is None:
+            self._compiled = [(compile_path(t)[0], t) for t in self._templates()]
+        return next((t for regex, t in self._compiled if regex.match(path)), None)
+
+
+def _route_of(scope: Scope, templates: RouteTemplates | None) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     if isinstance(path, str):
         return path
-    if str(scope.get("path", "")).startswith("/socket.io/"):
+    raw = str(scope.get("path", ""))
+    if raw.startswith("/socket.io/"):
         return "/socket.io/"
-    return UNMATCHED
+    return (templates.find(raw) if templates else None) or UNMATCHED
 
 
 class RequestContextMiddleware:
     """Request id (the client's X-Request-ID when sane, else a new one), security headers on
     every response, then one access-log line and one metric sample per request."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, security_headers: Headers) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        security_headers: Headers,
+        templates: RouteTemplates | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.security_headers = security_headers
+        self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -105,7 +128,7 @@ class RequestContextMiddleware:
             if not responded:
                 await send_error(send_with_headers, 500, "internal", "internal server error")
         finally:
-            route = _route_of(scope)
+            route = _route_of(scope, self.templates)
             self.metrics.http_request(scope["method"], route, status)
             principal = scope.get("state", {}).get("principal")
             if principal is not None:

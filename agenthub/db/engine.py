@@ -98,9 +98,35 @@ def _observe_queries(engine: AsyncEngine, observe: QueryObserver) -> None:
             observe(stmt, time.perf_counter() - started.pop())
 
 
+class _TimedDriver:
+    """A driver connection whose statements are timed like SQLAlchemy's (the engine events in
+    `_observe_queries` never see calls made on the driver connection itself)."""
+
+    TIMED = frozenset({"execute", "executemany", "fetch", "fetchrow", "fetchval"})
+
+    def __init__(self, conn: Any, observe: QueryObserver) -> None:
+        self._conn = conn
+        self._observe = observe
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._conn, name)
+        if name not in self.TIMED:
+            return attr
+
+        async def timed(statement: str, *args: Any, **kw: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await attr(statement, *args, **kw)
+            finally:
+                self._observe(statement, time.perf_counter() - started)
+
+        return timed
+
+
 class Database:
     def __init__(self, url: str, on_query: QueryObserver | None = None) -> None:
         self.url = url
+        self._on_query = on_query
         self.dialect = make_url(url).get_backend_name()
         self.is_sqlite = self.dialect == "sqlite"
         self._write_lock: asyncio.Lock | None = None
@@ -162,8 +188,8 @@ class Database:
         lock = self._write_lock or contextlib.nullcontext()
         try:
             async with lock, self.write_engine.connect() as conn:
-                raw = await conn.get_raw_connection()
-                yield raw.driver_connection
+                raw = (await conn.get_raw_connection()).driver_connection
+                yield raw if self._on_query is None else _TimedDriver(raw, self._on_query)
         except Exception as exc:
             if is_unavailable(exc) or _driver_unavailable(exc):
                 raise Unavailable() from exc

@@ -38,10 +38,15 @@ class ContextFilter(logging.Filter):
 
 class _QuietUvicorn(logging.Filter):
     """uvicorn logs each WebSocket upgrade with its full URL, query string included (where a
-    handshake token may travel); our own access line replaces it."""
+    handshake token may travel); our own access line replaces it. At debug level the websockets
+    library also traces every frame and handshake line through uvicorn's logger, shortened to
+    head and tail, which the redaction cannot recognise (a token's head and tail are most of
+    its secret): those lines go too."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = str(record.msg)
+        if record.levelno <= logging.DEBUG and msg[:2] in ("< ", "> ", "= "):
+            return False
         return not ("WebSocket" in msg or msg.startswith("connection "))
 
 
@@ -84,5 +89,14 @@ def setup(level: str, json_lines: bool) -> None:
         logger.handlers = []
         logger.propagate = True
     logging.getLogger("uvicorn.error").addFilter(_QuietUvicorn())
+    # engine.io and python-socketio give a logger whose level is unset a plain handler of their
+    # own (raw lines, not JSON); with a level set they log through ours, errors only (at info
+    # they would print every event's payload).
+    for name in ("engineio.server", "socketio.server"):
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.setLevel(logging.ERROR)
+    # aiosqlite's debug lines print every statement with its parameters (hashes, bodies).
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, root.level))
     # Our access line replaces uvicorn's, which prints raw paths with their query strings.
     logging.getLogger("uvicorn.access").disabled = True

@@ -1,0 +1,444 @@
+"""`GET /metrics`: the seed's six metrics with their exact names, types and labels, the process
+and Python collectors, values that move with real traffic, and bounded label values."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import socketio
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import Agent, Server, start_server, stop_process
+
+NS = "/agents"
+WAIT = 10  # seconds: the bound on any single expected event or metric change
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+# family name (as the parser reports it) -> (exposed name, type, label names)
+SEED_METRICS = {
+    "agenthub_agents_connected": ("agenthub_agents_connected", "gauge", set()),
+    "agenthub_rooms_active": ("agenthub_rooms_active", "gauge", set()),
+    "agenthub_messages": ("agenthub_messages_total", "counter", {"room_id"}),
+    "agenthub_websocket_latency_seconds": (
+        "agenthub_websocket_latency_seconds",
+        "histogram",
+        {"event"},
+    ),
+    "agenthub_http_requests": (
+        "agenthub_http_requests_total",
+        "counter",
+        {"method", "route", "status_code"},
+    ),
+    "agenthub_db_query_duration_seconds": (
+        "agenthub_db_query_duration_seconds",
+        "histogram",
+        {"operation"},
+    ),
+}
+
+Labels = frozenset[tuple[str, str]]
+
+
+class Scrape:
+    """One parsed /metrics answer: families by name and every sample's value."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.families = {f.name: f for f in text_string_to_metric_families(text)}
+        self.samples: dict[tuple[str, Labels], float] = {}
+        for family in self.families.values():
+            for s in family.samples:
+                self.samples[(s.name, frozenset(s.labels.items()))] = s.value
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sample's value, 0 when it does not exist (yet)."""
+        return self.samples.get((name, frozenset(labels.items())), 0.0)
+
+    def total(self, name: str, **labels: str) -> float:
+        """Sum over every sample of `name` whose labels include `labels`."""
+        want = set(labels.items())
+        return sum(v for (n, ls), v in self.samples.items() if n == name and want <= ls)
+
+    def label_values(self) -> Iterator[tuple[str, str, str]]:
+        for (name, labels), _ in self.samples.items():
+            for key, value in labels:
+                yield name, key, value
+
+
+def scrape(server: Server) -> Scrape:
+    r = server.api.http.get("/metrics")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain"), r.headers["content-type"]
+    return Scrape(r.text)
+
+
+def wait_for(
+    server: Server, predicate: Callable[[Scrape], bool], what: str, within: float = WAIT
+) -> Scrape:
+    """Scrape until `predicate` holds; fail with the last scrape's evidence after `within`."""
+    deadline = time.monotonic() + within
+    while True:
+        s = scrape(server)
+        if predicate(s):
+            return s
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not seen within {within}s")
+        time.sleep(0.1)
+
+
+@asynccontextmanager
+async def connected(
+    server: Server, agent: Agent, transports: list[str] | None = None
+) -> AsyncIterator[socketio.AsyncSimpleClient]:
+    client = socketio.AsyncSimpleClient()
+    await client.connect(
+        server.base_url,
+        auth={"token": agent.jwt},
+        namespace=NS,
+        transports=transports or ["websocket"],
+        wait_timeout=WAIT,
+    )
+    try:
+        yield client
+    finally:
+        await client.disconnect()
+
+
+async def send(client: socketio.AsyncSimpleClient, room: str, body: str) -> dict[str, Any]:
+    ack: dict[str, Any] = await client.call(
+        "message:send", {"roomId": room, "body": body}, timeout=WAIT
+    )
+    assert ack["ok"] is True, ack
+    return ack
+
+
+@pytest.fixture(scope="module")
+def fast_metrics_server(
+    backend: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server of its own: a fresh gauge baseline, and rooms_active refreshed every 0.5 s."""
+    srv = start_server(
+        backend,
+        database_url,
+        Path(tmp_path_factory.mktemp(f"metrics-{backend}")),
+        METRICS_REFRESH_SECONDS="0.5",
+        # A polling client's disconnect waits for its parked GET, which engine.io holds for up
+        # to ping interval + ping timeout once the session is closed.
+        SOCKETIO_PING_INTERVAL="1",
+        SOCKETIO_PING_TIMEOUT="2",
+    )
+    try:
+        yield srv
+    finally:
+        srv.api.close()
+        stop_process(srv.proc)
+
+
+# ---- format, names, types, labels ----
+
+
+async def test_metrics_exposes_the_seeds_six_with_exact_names_types_and_labels(
+    server: Server, alice: Agent
+) -> None:
+    room = server.new_room(alice)
+    async with connected(server, alice) as c:  # so that every labelled metric has samples
+        await send(c, room["slug"], "for the metrics")
+    s = wait_for(
+        server,
+        lambda s: s.value("agenthub_messages_total", room_id=room["id"]) == 1,
+        "the message in agenthub_messages_total",
+    )
+
+    for family_name, (exposed, kind, label_names) in SEED_METRICS.items():
+        assert family_name in s.families, f"{exposed} is missing"
+        family = s.families[family_name]
+        assert family.type == kind, f"{exposed} is a {family.type}, not a {kind}"
+        assert f"# TYPE {exposed} {kind}" in s.text
+        seen: set[str] = set()
+        for sample in family.samples:
+            seen.update(k for k in sample.labels if k != "le")
+        assert seen == label_names, f"{exposed} has labels {seen}, expected {label_names}"
+        assert family.samples, f"{exposed} has no samples"
+    # Nothing else under our prefix: the seed's six, exactly.
+    ours = {name for name in s.families if name.startswith("agenthub_")}
+    assert ours == set(SEED_METRICS)
+    # Histograms carry buckets, a count and a sum.
+    for hist in ("agenthub_websocket_latency_seconds", "agenthub_db_query_duration_seconds"):
+        names = {sample.name for sample in s.families[hist].samples}
+        assert {f"{hist}_bucket", f"{hist}_count", f"{hist}_sum"} <= names
+
+
+def test_metrics_include_process_and_python_collectors(server: Server) -> None:
+    s = scrape(server)
+    names = set(s.families)
+    assert any(n.startswith("process_") for n in names), sorted(names)
+    assert any(n.startswith("python_") for n in names), sorted(names)
+    assert "process_cpu_seconds" in names
+    assert "process_resident_memory_bytes" in names
+    assert "python_info" in names
+    assert "python_gc_objects_collected" in names
+
+
+def test_metrics_need_no_auth_and_are_not_served_under_the_api(server: Server) -> None:
+    r = server.api.http.get("/metrics", headers={"Authorization": "Bearer garbage"})
+    assert r.status_code == 200
+    assert "agenthub_http_requests_total" in r.text
+
+
+# ---- values move ----
+
+
+async def test_three_messages_count_three_under_their_room(
+    server: Server, alice: Agent, bob: Agent
+) -> None:
+    room = server.new_room(alice, bob)
+    other = server.new_room(bob)
+    before = scrape(server)
+    assert before.value("agenthub_messages_total", room_id=room["id"]) == 0
+    async with connected(server, alice) as c:
+        for i in range(2):
+            await send(c, room["slug"], f"socket {i}")
+        # An idempotent repeat stores nothing and counts nothing.
+        ack = await c.call(
+            "message:send",
+            {"roomId": room["id"], "body": "again", "clientMsgId": "m-1"},
+            timeout=WAIT,
+        )
+        assert ack["ok"] is True
+        ack = await c.call(
+            "message:send",
+            {"roomId": room["id"], "body": "again", "clientMsgId": "m-1"},
+            timeout=WAIT,
+        )
+        assert ack["ok"] is True
+    s = wait_for(
+        server,
+        lambda s: s.value("agenthub_messages_total", room_id=room["id"]) >= 3,
+        "3 messages",
+    )
+    assert s.value("agenthub_messages_total", room_id=room["id"]) == 3
+    # A REST send counts too, under its own room.
+    r = bob.post(f"/api/v1/rooms/{other['slug']}/messages", {"body": "over http"})
+    assert r.status_code == 201, r.text
+    s = wait_for(
+        server,
+        lambda s: s.value("agenthub_messages_total", room_id=other["id"]) == 1,
+        "the REST message",
+    )
+    assert s.value("agenthub_messages_total", room_id=room["id"]) == 3
+
+
+def test_http_requests_are_counted_under_the_route_template(server: Server, alice: Agent) -> None:
+    room = server.new_room(alice)
+    labels = {"method": "GET", "route": "/api/v1/rooms/{room}", "status_code": "200"}
+    before = scrape(server).value("agenthub_http_requests_total", **labels)
+    for ref in (room["slug"], room["id"]):
+        r = alice.get(f"/api/v1/rooms/{ref}")
+        assert r.status_code == 200, r.text
+    s = wait_for(
+        server,
+        lambda s: s.value("agenthub_http_requests_total", **labels) >= before + 2,
+        "2 requests under /api/v1/rooms/{room}",
+    )
+    assert s.value("agenthub_http_requests_total", **labels) == before + 2
+    # Errors keep the template and carry their status.
+    missing = alice.get(f"/api/v1/rooms/{room['slug']}-gone")
+    assert missing.status_code == 404
+    s = wait_for(
+        server,
+        lambda s: s.value("agenthub_http_requests_total", **{**labels, "status_code": "404"}) >= 1,
+        "a 404 under /api/v1/rooms/{room}",
+    )
+    for _, key, value in s.label_values():
+        assert room["slug"] not in value, f"raw slug in label {key}={value}"
+
+
+def test_answers_given_before_routing_keep_their_route_template(
+    server: Server, alice: Agent
+) -> None:
+    """A body refused for its size and a CORS preflight never reach the router; they are
+    still counted under the route template they were sent to, not as unmatched."""
+    too_large = {"method": "POST", "route": "/api/v1/rooms", "status_code": "413"}
+    before = scrape(server).value("agenthub_http_requests_total", **too_large)
+    r = alice.client.request(
+        "POST",
+        "/api/v1/rooms",
+        jwt=alice.jwt,
+        content=b"x" * (1024 * 1024 + 1),
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 413
+    preflight = {"method": "OPTIONS", "route": "/api/v1/rooms/{room}", "status_code": "204"}
+    before_preflight = scrape(server).value("agenthub_http_requests_total", **preflight)
+    r = server.api.http.options(
+        f"/api/v1/rooms/{uuid.uuid4().hex[:12]}",
+        headers={"Origin": "http://localhost:3000", "Access-Control-Request-Method": "GET"},
+    )
+    assert r.status_code == 204
+    s = wait_for(
+        server,
+        lambda s: s.value("agenthub_http_requests_total", **preflight) > before_preflight,
+        "the preflight under /api/v1/rooms/{room}",
+    )
+    assert s.value("agenthub_http_requests_total", **too_large) == before + 1
+
+
+def test_unknown_paths_share_one_route_label(server: Server) -> None:
+    labels = {"method": "GET", "route": "unmatched", "status_code": "404"}
+    before = scrape(server).value("agenthub_http_requests_total", **labels)
+    paths = [f"/no-such-{uuid.uuid4().hex}/{i}" for i in range(3)] + [
+        f"/api/v1/{uuid.uuid4()}",
+        f"/api/v1/rooms/{uuid.uuid4().hex[:8]}/nothing/here",
+    ]
+    for path in paths:
+        assert server.api.http.get(path).status_code == 404
+    s = wait_for(
+        server,
+        lambda s: s.value("agenthub_http_requests_total", **labels) >= before + 5,
+        "5 unmatched requests",
+    )
+    assert s.value("agenthub_http_requests_total", **labels) == before + 5
+    routes = {value for name, key, value in s.label_values() if key == "route" and "http" in name}
+    assert not any("no-such" in r or UUID.search(r) or "nothing" in r for r in routes), routes
+
+
+async def test_websocket_latency_and_db_histograms_get_samples(
+    server: Server, alice: Agent
+) -> None:
+    room = server.new_room(alice)
+    count = "agenthub_websocket_latency_seconds_count"
+    db_count = "agenthub_db_query_duration_seconds_count"
+    before = scrape(server)
+    async with connected(server, alice) as c:
+        for i in range(3):
+            await send(c, room["id"], f"timed {i}")
+        ack = await c.call("room:join", {"roomId": room["id"]}, timeout=WAIT)
+        assert ack["ok"] is True
+    s = wait_for(
+        server,
+        lambda s: (
+            s.value(count, event="message:send") >= before.value(count, event="message:send") + 3
+        ),
+        "3 message:send latency samples",
+    )
+    assert s.value(count, event="message:send") == before.value(count, event="message:send") + 3
+    assert s.value(count, event="room:join") >= before.value(count, event="room:join") + 1
+    events = {v for n, k, v in s.label_values() if k == "event"}
+    assert events <= {"message:send", "room:join", "room:leave"}, events
+    # Storing messages inserts (however the writer batches them), and is timed like any query.
+    s = wait_for(
+        server,
+        lambda s: (
+            s.value(db_count, operation="insert") > before.value(db_count, operation="insert")
+        ),
+        "an insert sample from storing 3 messages",
+    )
+    # Logging in updates the token's lastUsedAt; everything selects.
+    mid = s
+    server.api.login(alice.token)
+    s = wait_for(
+        server,
+        lambda s: s.value(db_count, operation="update") > mid.value(db_count, operation="update"),
+        "an update sample from a login",
+    )
+    for op in ("select", "insert", "update"):
+        assert s.value(db_count, operation=op) > before.value(db_count, operation=op), op
+    ops = {v for n, k, v in s.label_values() if k == "operation"}
+    allowed = {"select", "insert", "update", "delete", "begin", "commit", "rollback", "other"}
+    assert ops <= allowed, ops
+
+
+async def test_no_label_value_holds_a_raw_path_or_an_agent_id(
+    server: Server, alice: Agent, bob: Agent
+) -> None:
+    room = server.new_room(alice, bob)
+    async with connected(server, bob) as c:
+        await send(c, room["slug"], "labels")
+    for path in (
+        f"/api/v1/agents/{alice.id}",
+        f"/api/v1/agents/{alice.name}",
+        f"/api/v1/rooms/{room['slug']}/members",
+        f"/api/v1/rooms/{room['slug']}/messages?limit=5",
+        f"/api/v1/agents/{bob.name}/tokens",
+    ):
+        assert alice.get(path).status_code in (200, 403), path
+    assert alice.delete(f"/api/v1/rooms/{room['slug']}/members/{bob.name}").status_code in (
+        204,
+        403,
+    )
+    s = scrape(server)
+    forbidden = [alice.id, bob.id, alice.name, bob.name, room["slug"], "?"]
+    for name, key, value in s.label_values():
+        if key == "room_id":
+            assert UUID.fullmatch(value), f"{name}: room_id={value!r} is not a room id"
+            continue
+        for raw in forbidden:
+            assert raw not in value, f"{name}: {key}={value!r} holds {raw!r}"
+        if key == "route":
+            assert value in ("unmatched", "/socket.io/") or not UUID.search(value), value
+    routes = {v for n, k, v in s.label_values() if k == "route"}
+    assert "/api/v1/agents/{agent}" in routes
+    assert "/api/v1/rooms/{room}/members/{agent}" in routes
+    assert "/api/v1/rooms/{room}/messages" in routes
+
+
+# ---- gauges, on a server of their own ----
+
+
+async def test_agents_connected_follows_sockets(fast_metrics_server: Server) -> None:
+    srv = fast_metrics_server
+    alice, bob = srv.new_agent(), srv.new_agent()
+    base = wait_for(
+        srv, lambda s: s.value("agenthub_agents_connected") == 0, "no socket connected"
+    ).value("agenthub_agents_connected")
+    async with connected(srv, alice) as a:
+        s = wait_for(srv, lambda s: s.value("agenthub_agents_connected") == base + 1, "1 socket")
+        async with connected(srv, bob, transports=["polling"]) as b:
+            s = wait_for(
+                srv, lambda s: s.value("agenthub_agents_connected") == base + 2, "2 sockets"
+            )
+            assert a.connected
+            assert b.connected
+        s = wait_for(
+            srv, lambda s: s.value("agenthub_agents_connected") == base + 1, "1 socket left"
+        )
+    s = wait_for(srv, lambda s: s.value("agenthub_agents_connected") == base, "all gone")
+    # A refused handshake is never counted.
+    client = socketio.AsyncClient(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(
+            srv.base_url,
+            auth={"token": "not-a-jwt"},
+            namespaces=[NS],
+            transports=["websocket"],
+            wait_timeout=WAIT,
+        )
+    await client.disconnect()
+    s = scrape(srv)
+    assert s.value("agenthub_agents_connected") == base
+
+
+async def test_rooms_active_counts_rooms_with_a_connected_socket(
+    fast_metrics_server: Server,
+) -> None:
+    srv = fast_metrics_server
+    alice, bob = srv.new_agent(), srv.new_agent()
+    srv.new_room(alice, bob)  # alice and bob
+    srv.new_room(alice)  # alice only
+    srv.new_room(bob)  # bob only
+    srv.new_room(srv.admin)  # nobody connected
+    gauge = "agenthub_rooms_active"
+    wait_for(srv, lambda s: s.value(gauge) == 0, "no active room")
+    async with connected(srv, alice):
+        wait_for(srv, lambda s: s.value(gauge) == 2, "alice's 2 rooms active")
+        async with connected(srv, bob):
+            wait_for(srv, lambda s: s.value(gauge) == 3, "3 rooms active")
+        wait_for(srv, lambda s: s.value(gauge) == 2, "back to alice's 2 rooms")
+    wait_for(srv, lambda s: s.value(gauge) == 0, "no active room after disconnects")
