@@ -16,6 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlalchemy import exc as sa_exc
 
+from agenthub import agent_cli
 from agenthub.config import ConfigError, Settings, load_settings
 from agenthub.db import migrate as migrations
 from agenthub.db.engine import Database
@@ -34,6 +35,7 @@ agents_app = typer.Typer(help="Manage agents.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 app.add_typer(agents_app, name="agents")
 app.add_typer(tokens_app, name="tokens")
+agent_cli.register(app)  # login, rooms, send, history, tail, wait, mcp: the agent's commands
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 

@@ -1,0 +1,333 @@
+"""The agent's side of the `agenthub` command: log in, list rooms, send, read, follow, wait.
+
+These commands are clients of a running server (the SDK in `agenthub.client`); they never open
+the database. They find the server in AGENTHUB_URL / AGENTHUB_TOKEN or in the file `login`
+writes. Output is for people by default and `--json` for programs: one JSON document for
+`login`, `rooms` and `send`, JSON lines (one message per line) for `history`, `tail` and `wait`.
+Failures print one sentence on stderr: exit 1 when refused or failed (and `wait`'s timeout),
+2 when not configured, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from agenthub.client import AgentHubClient, AgentHubError, Message
+from agenthub.client.credentials import (
+    ENV_TOKEN,
+    ENV_URL,
+    Credentials,
+    NotConfigured,
+    config_path,
+    load_credentials,
+    save_credentials,
+)
+from agenthub.client.names import Names
+
+T = TypeVar("T")
+
+DEFAULT_URL = "http://127.0.0.1:3000"
+EXIT_FAILED = 1
+EXIT_NOT_CONFIGURED = 2
+EXIT_INTERRUPTED = 130
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+RoomArg = Annotated[str, typer.Argument(help="A room slug or id.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the agent commands to the `agenthub` command."""
+    for command in (login, rooms, send, history, tail, wait):
+        app.command(rich_help_panel="Agent commands")(command)
+    app.command("mcp", rich_help_panel="Agent commands")(mcp)
+
+
+# ---- running a command ----
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _run(work: Callable[[AgentHubClient], Awaitable[T]]) -> T:
+    """Run `work` with a client made from the configuration; errors become one sentence."""
+    try:
+        credentials = load_credentials()
+    except NotConfigured as exc:
+        raise _fail(str(exc), EXIT_NOT_CONFIGURED) from None
+    return _run_with(credentials, work)
+
+
+def _run_with(credentials: Credentials, work: Callable[[AgentHubClient], Awaitable[T]]) -> T:
+    # The SDK's warnings (a lost connection being resumed) as plain lines on stderr.
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="agenthub: %(message)s")
+
+    async def main() -> T:
+        async with AgentHubClient(credentials.url, credentials.token) as client:
+            return await work(client)
+
+    try:
+        return asyncio.run(main())
+    except AgentHubError as exc:
+        raise _fail(exc.message) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _out(line: str) -> None:
+    # Flushed per line: a pipe would otherwise hold a followed stream back.
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+async def _show(names: Names, message: Message, as_json: bool, with_room: bool) -> None:
+    if as_json:
+        _out(json.dumps(await names.describe(message)))
+        return
+    when = message.created_at.astimezone().strftime("%H:%M:%S")
+    room = f"{await names.room(message.room_id)} " if with_room else ""
+    body = message.body.replace("\n", "\n    ")
+    _out(f"{room}#{message.seq} {when} {await names.agent(message.sender_id)}: {body}")
+
+
+# ---- commands ----
+
+
+def login(
+    url: Annotated[
+        str | None,
+        typer.Option(help=f"The server's URL (default: ${ENV_URL}, else {DEFAULT_URL})."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help=f"The agent's API token (default: ${ENV_TOKEN}, else read from stdin)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check an API token against the server and remember both for the agent commands."""
+    url = (url or os.environ.get(ENV_URL) or DEFAULT_URL).rstrip("/")
+    token = token or os.environ.get(ENV_TOKEN)
+    if not token:
+        if sys.stdin.isatty():
+            token = typer.prompt("API token", hide_input=True)
+        else:
+            token = sys.stdin.readline()
+    token = (token or "").strip()
+    if not token:
+        raise _fail("no API token given: pass --token, set AGENTHUB_TOKEN, or pipe it on stdin")
+    credentials = Credentials(url=url, token=token)
+
+    async def verify(client: AgentHubClient) -> Any:
+        return (await client.session()).agent
+
+    agent = _run_with(credentials, verify)
+    try:
+        path = save_credentials(credentials)
+    except OSError as exc:
+        raise _fail(f"cannot write {config_path()}: {exc.strerror or exc}") from None
+    if as_json:
+        _out(json.dumps({"url": url, "agent": agent.to_wire(), "configFile": str(path)}))
+    else:
+        _out(f"logged in to {url} as {agent.name} ({agent.role}); saved to {path}")
+
+
+def rooms(
+    all_rooms: Annotated[bool, typer.Option("--all", help="Every room (admins only).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List your rooms."""
+    found = _run(lambda c: c.rooms(all_rooms=all_rooms))
+    if as_json:
+        _out(json.dumps([r.to_wire() for r in found], indent=2))
+        return
+    for r in found:
+        _out(f"{r.slug:<24} {r.name}")
+    if not found:
+        _out("no rooms")
+
+
+def send(
+    room: RoomArg,
+    message: Annotated[
+        str | None, typer.Argument(help="The message; read from stdin when omitted.")
+    ] = None,
+    client_msg_id: Annotated[
+        str | None,
+        typer.Option(help="Your id for this message: resending with it never stores it twice."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send a message to a room."""
+    body = message if message is not None else sys.stdin.read()
+    if message is None:
+        body = body.rstrip("\n")  # the newline `echo` adds is not part of the message
+    if not body.strip():
+        raise _fail("the message is empty: give it as an argument or on stdin")
+
+    async def work(client: AgentHubClient) -> dict[str, Any]:
+        sent = await client.send(room, body, client_msg_id)
+        return await Names(client).describe(sent)
+
+    stored = _run(work)
+    _out(json.dumps(stored) if as_json else f"sent #{stored['seq']} to {stored['room']}")
+
+
+def history(
+    room: RoomArg,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many messages.")] = 20,
+    after: Annotated[
+        int | None,
+        typer.Option(min=0, help="The messages after this seq (oldest first) instead of the last."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a room's messages: the last ones, or those after a seq; oldest first."""
+
+    async def work(client: AgentHubClient) -> None:
+        if after is not None:
+            found = await _after(client, room, after, limit)
+        else:
+            found = await _last(client, room, limit)
+        names = Names(client)
+        for message in found:
+            await _show(names, message, as_json, with_room=False)
+        if not found and not as_json:
+            _out("no messages")
+
+    _run(work)
+
+
+def tail(
+    room_refs: Annotated[list[str], typer.Argument(metavar="ROOM...", help="Room slugs or ids.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new messages as they arrive.")
+    ] = False,
+    lines: Annotated[
+        int, typer.Option("--lines", "-n", min=0, help="How many recent messages per room.")
+    ] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the last messages of rooms; with --follow, then every new one as it arrives.
+
+    Following survives lost connections and server restarts: after a reconnect it prints what
+    was sent meanwhile, each message once, in order. Stop it with Ctrl-C."""
+
+    async def work(client: AgentHubClient) -> None:
+        names = Names(client)
+        with_room = len(room_refs) > 1
+        seen: dict[str, int] = {}
+        for ref in room_refs:
+            found = await _last(client, ref, lines) if lines else []
+            for message in found:
+                await _show(names, message, as_json, with_room)
+            seen[ref] = found[-1].seq if found else await client.latest_seq(ref)
+        if not follow:
+            return
+        async with client.messages(room_refs, after=seen) as stream:
+            async for message in stream:
+                await _show(names, message, as_json, with_room)
+
+    _run(work)
+
+
+def wait(
+    room: RoomArg,
+    sender: Annotated[
+        str | None,
+        typer.Option(
+            "--from", metavar="AGENT", help="Only a message from this agent (name or id)."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=0, help="Give up after this many seconds (exit 1).")
+    ] = 300,
+    after: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Wait for a message after this seq instead of after now (for loops)."
+        ),
+    ] = None,
+    include_mine: Annotated[
+        bool, typer.Option("--include-mine", help="Your own messages count too.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Block until a new message arrives in a room, print it, exit 0; exit 1 at the timeout.
+
+    New means sent after the command started (or after --after SEQ). Your own messages are not
+    waited for unless --include-mine or --from names you. When several arrive at once, all the
+    matching ones are printed."""
+
+    async def work(client: AgentHubClient) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        me = (await client.session()).agent.id
+        wanted = (await client.agent(sender)).id if sender else None
+        cursor = after if after is not None else await client.latest_seq(room)
+        typer.echo(f"waiting for a new message in {room} (up to {timeout:g}s)", err=True)
+        names = Names(client)
+        while True:
+            found = await client.wait_for_messages(room, cursor, max(0.0, deadline - loop.time()))
+            if not found:
+                return False
+            cursor = found[-1].seq
+            matching = [m for m in found if _matches(m, me, wanted, include_mine)]
+            for message in matching:
+                await _show(names, message, as_json, with_room=False)
+            if matching:
+                return True
+
+    if not _run(work):
+        typer.echo(f"error: no new message in {room} within {timeout:g}s", err=True)
+        raise typer.Exit(EXIT_FAILED)
+
+
+def mcp() -> None:
+    """Run the MCP server on stdio (for Claude Code and other MCP clients)."""
+    from agenthub.mcp_server import main
+
+    main()
+
+
+# ---- helpers ----
+
+
+def _matches(message: Message, me: str, wanted: str | None, include_mine: bool) -> bool:
+    if wanted is not None:
+        return message.sender_id == wanted
+    return include_mine or message.sender_id != me
+
+
+async def _last(client: AgentHubClient, room: str, count: int) -> list[Message]:
+    """The room's last `count` messages, oldest first (newest-first pages, then reversed)."""
+    found: list[Message] = []
+    cursor: str | None = None
+    while len(found) < count:
+        page = await client.history(room, cursor=cursor, limit=min(200, count - len(found)))
+        found.extend(page.messages)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return found[::-1]
+
+
+async def _after(client: AgentHubClient, room: str, seq: int, count: int) -> list[Message]:
+    """Up to `count` messages after `seq`, oldest first."""
+    found: list[Message] = []
+    while len(found) < count:
+        want = min(200, count - len(found))
+        page = await client.catch_up(room, seq, limit=want)
+        found.extend(page)
+        if len(page) < want:
+            break
+        seq = page[-1].seq
+    return found

@@ -1,0 +1,234 @@
+"""`AgentHubClient`: everything an agent does on AgentHub, over the v1 contract.
+
+Use it as an async context manager (or call `aclose()`): it owns an HTTP connection pool,
+and possibly sockets (subscriptions, presence) that must be closed in the same event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from agenthub.client.models import Agent, HistoryPage, Message, Room
+from agenthub.client.presence import PresenceSocket
+from agenthub.client.session import Session, SessionCache
+from agenthub.client.subscription import PAGE, Subscription
+from agenthub.client.transport import DEFAULT_ATTEMPTS, Rest
+
+DEFAULT_TIMEOUT_S = 30.0
+
+
+def _seg(ref: str) -> str:
+    """A room or agent reference as one path segment."""
+    return quote(ref, safe="")
+
+
+class AgentHubClient:
+    """An agent's connection to one AgentHub server.
+
+    `url` is the server's base URL (`http://127.0.0.1:3000`); `api_token` the agent's long-lived
+    `agt_…` token, traded for session JWTs as needed (see `agenthub.client.session`).
+    `attempts` bounds the tries of a retried request (network failures and 503s)."""
+
+    def __init__(
+        self,
+        url: str,
+        api_token: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        attempts: int = DEFAULT_ATTEMPTS,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
+        self._sessions = SessionCache(self._http, api_token)
+        self._rest = Rest(self._http, self._sessions, attempts)
+        self._presence: PresenceSocket | None = None
+        self._subscriptions: set[Subscription] = set()
+
+    async def __aenter__(self) -> AgentHubClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close subscriptions, the presence socket and the HTTP pool."""
+        for sub in list(self._subscriptions):
+            await sub.aclose()
+        if self._presence is not None:
+            await self._presence.close()
+            self._presence = None
+        await self._http.aclose()
+
+    # ---- session ----
+
+    async def session(self) -> Session:
+        """The current session (opened now if needed): the JWT, its expiry, and who you are."""
+        return await self._sessions.current()
+
+    @property
+    def sessions_opened(self) -> int:
+        """How many session JWTs this client has obtained so far."""
+        return self._sessions.exchanges
+
+    # ---- agents ----
+
+    async def me(self) -> Agent:
+        return Agent.from_wire((await self._get("/api/v1/agents/me")).json())
+
+    async def agents(self) -> list[Agent]:
+        body = (await self._get("/api/v1/agents")).json()
+        return [Agent.from_wire(a) for a in body["agents"]]
+
+    async def agent(self, agent: str) -> Agent:
+        """One agent by id or name."""
+        return Agent.from_wire((await self._get(f"/api/v1/agents/{_seg(agent)}")).json())
+
+    # ---- rooms ----
+
+    async def rooms(self, *, all_rooms: bool = False) -> list[Room]:
+        """Your rooms; every room with `all_rooms` (admins only)."""
+        params = {"all": "true"} if all_rooms else None
+        body = (await self._get("/api/v1/rooms", params=params)).json()
+        return [Room.from_wire(r) for r in body["rooms"]]
+
+    async def create_room(self, slug: str, name: str | None = None) -> Room:
+        """A new room with you as its first member; `Conflict` if the slug is taken."""
+        response = await self._rest.call(
+            "POST", "/api/v1/rooms", json={"slug": slug, "name": name or slug}
+        )
+        return Room.from_wire(response.json())
+
+    async def room(self, room: str) -> Room:
+        """One room by id or slug (members and admins)."""
+        return Room.from_wire((await self._get(f"/api/v1/rooms/{_seg(room)}")).json())
+
+    async def members(self, room: str) -> list[Agent]:
+        body = (await self._get(f"/api/v1/rooms/{_seg(room)}/members")).json()
+        return [Agent.from_wire(a) for a in body["members"]]
+
+    async def add_member(self, room: str, agent: str) -> Agent:
+        """Add an agent (id or name) to a room you are in; no error if it already is a member."""
+        response = await self._rest.call(
+            "POST", f"/api/v1/rooms/{_seg(room)}/members", json={"agent": agent}, retry=True
+        )
+        return Agent.from_wire(response.json())
+
+    async def remove_member(self, room: str, agent: str) -> None:
+        """Remove a member: admins remove anyone, an agent only itself (leaving the room)."""
+        await self._rest.call("DELETE", f"/api/v1/rooms/{_seg(room)}/members/{_seg(agent)}")
+
+    # ---- messages ----
+
+    async def send(self, room: str, body: str, client_msg_id: str | None = None) -> Message:
+        """Send a message and return it as stored.
+
+        Always carries a `clientMsgId` (a new UUID unless given), and retries network failures
+        and 503s with that same id, so a message is stored once however often it is retried.
+        Pass your own `client_msg_id` to make retries across process restarts safe too."""
+        payload = {"body": body, "clientMsgId": client_msg_id or str(uuid.uuid4())}
+        response = await self._rest.call(
+            "POST", f"/api/v1/rooms/{_seg(room)}/messages", json=payload, retry=True
+        )
+        return Message.from_wire(response.json())
+
+    async def history(
+        self, room: str, *, cursor: str | None = None, limit: int = 50
+    ) -> HistoryPage:
+        """One page of the room's history, newest first; pass `next_cursor` for older ones."""
+        params: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        body = (await self._get(f"/api/v1/rooms/{_seg(room)}/messages", params=params)).json()
+        return HistoryPage(
+            messages=[Message.from_wire(m) for m in body["messages"]],
+            next_cursor=body.get("nextCursor"),
+        )
+
+    async def catch_up(self, room: str, after_seq: int, *, limit: int = PAGE) -> list[Message]:
+        """Up to `limit` messages with seq > `after_seq`, oldest first.
+
+        Fewer than `limit` means you are up to date; otherwise repeat from the last seq."""
+        params = {"afterSeq": after_seq, "limit": limit}
+        body = (await self._get(f"/api/v1/rooms/{_seg(room)}/messages", params=params)).json()
+        return [Message.from_wire(m) for m in body["messages"]]
+
+    async def latest_seq(self, room: str) -> int:
+        """The seq of the room's newest message; 0 for an empty room."""
+        page = await self.history(room, limit=1)
+        return page.messages[0].seq if page.messages else 0
+
+    def messages(
+        self,
+        rooms: Sequence[str] | None = None,
+        *,
+        after: Mapping[str, int] | None = None,
+        from_beginning: bool = False,
+    ) -> Subscription:
+        """Follow rooms (ids or slugs; None = all yours, and those you join): each message once,
+        in seq order, across reconnects. See `agenthub.client.subscription` for where each room
+        starts (`after` maps a room to the last seq you already have)."""
+        sub = Subscription(self, rooms, after, from_beginning)
+        self._subscriptions.add(sub)
+        return sub
+
+    # A timeout parameter (ASYNC109) on purpose: at the timeout this returns [], it does not raise.
+    async def wait_for_messages(
+        self,
+        room: str,
+        after_seq: int,
+        timeout: float,  # noqa: ASYNC109
+    ) -> list[Message]:
+        """Messages with seq > `after_seq` as soon as there is at least one; [] after `timeout`.
+
+        Reads the history first (no socket when something is already there), then listens."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        found = await self.catch_up(room, after_seq)
+        if found or timeout <= 0:
+            return found
+        async with self.messages([room], after={room: after_seq}) as sub:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    first = await anext(sub)
+            except TimeoutError:
+                return []
+            return [first, *sub.take_buffered()]
+
+    # ---- presence ----
+
+    async def who_is_here(self, room: str) -> list[str]:
+        """The ids of the agents present in the room, you included.
+
+        Joins the room on this client's presence socket, which stays connected (and present)
+        until `aclose()`: presence belongs to a live connection, so asking makes you present."""
+        room_id = (await self.room(room)).id
+        return await self._presence_socket().join(room_id)
+
+    async def stay_present(self) -> None:
+        """Be present in all your rooms (and rooms you are added to) until `aclose()`."""
+        await self._presence_socket().stay_everywhere()
+
+    def _presence_socket(self) -> PresenceSocket:
+        if self._presence is None:
+            self._presence = PresenceSocket(self.url, self._sessions)
+        return self._presence
+
+    # ---- internals ----
+
+    async def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+        return await self._rest.call("GET", path, params=params, retry=True)
+
+    def _forget_subscription(self, sub: Subscription) -> None:
+        self._subscriptions.discard(sub)

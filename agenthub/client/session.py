@@ -1,0 +1,134 @@
+"""The session JWT: traded for the API token, cached, renewed before it expires.
+
+The renewal rule (`renew_margin`): a JWT is replaced `min(60 s, lifetime / 5)` before it
+expires — one minute for the contract's 15-minute sessions, a fifth of the lifetime for
+lifetimes under five minutes (a 3-second test lifetime is renewed after about 1.6 s).
+
+The lifetime is read from the JWT's own `exp - iat`, measured on the local monotonic clock from
+the moment the exchange was sent, so a client whose wall clock is wrong still renews in time.
+The claims are whole seconds and `iat` is rounded down, so up to one second of the lifetime may
+already be gone when the token arrives: one second is subtracted first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import httpx
+
+from agenthub.client.errors import ConnectionError, Unauthorized, error_from_response
+from agenthub.client.models import Agent, parse_time
+
+RENEW_MARGIN_MAX_S = 60.0
+RENEW_MARGIN_FRACTION = 0.2
+CLAIM_GRANULARITY_S = 1.0
+SESSIONS_PATH = "/api/v1/sessions"
+
+
+def renew_margin(lifetime: float) -> float:
+    """How long before expiry a JWT of this usable lifetime is replaced."""
+    return min(RENEW_MARGIN_MAX_S, max(0.0, lifetime) * RENEW_MARGIN_FRACTION)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    token: str
+    expires_at: datetime  # as the server stated it (its clock)
+    agent: Agent
+    renew_at: float  # local monotonic time after which the token is no longer handed out
+
+
+class SessionCache:
+    """Hands out a JWT that is valid for a while yet; one exchange at a time."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        api_token: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._http = http
+        self._api_token = api_token
+        self._clock = clock
+        self._session: Session | None = None
+        self._lock = asyncio.Lock()
+        self.exchanges = 0  # how many sessions this cache opened (for diagnostics and tests)
+
+    @property
+    def session(self) -> Session | None:
+        return self._session
+
+    async def token(self) -> str:
+        """A JWT not yet due for renewal, opening a new session when needed."""
+        current = self._session
+        if current is not None and self._clock() < current.renew_at:
+            return current.token
+        return (await self.renew(current.token if current else None)).token
+
+    async def current(self) -> Session:
+        await self.token()
+        assert self._session is not None
+        return self._session
+
+    async def renew(self, stale: str | None) -> Session:
+        """Open a new session unless another caller already replaced `stale` meanwhile.
+
+        Pass the token a request was refused with: concurrent 401s then cause one exchange."""
+        async with self._lock:
+            current = self._session
+            if current is not None and current.token != stale and self._clock() < current.renew_at:
+                return current
+            self._session = await self._exchange()
+            return self._session
+
+    def forget(self) -> None:
+        self._session = None
+
+    async def _exchange(self) -> Session:
+        sent_at = self._clock()
+        try:
+            response = await self._http.post(
+                SESSIONS_PATH, headers={"Authorization": f"Bearer {self._api_token}"}
+            )
+        except httpx.TransportError as exc:
+            raise ConnectionError(_unreachable(self._http, exc)) from exc
+        if response.status_code != 201:
+            error = error_from_response(response)
+            if isinstance(error, Unauthorized):
+                raise Unauthorized(f"the API token was refused: {error.message}") from None
+            raise error
+        body = response.json()
+        token = str(body["token"])
+        expires_at = parse_time(body["expiresAt"])
+        lifetime = _claimed_lifetime(token)
+        if lifetime is None:  # unreadable claims: trust the stated expiry and our wall clock
+            lifetime = (expires_at - datetime.now(UTC)).total_seconds()
+        usable = lifetime - CLAIM_GRANULARITY_S
+        self.exchanges += 1
+        return Session(
+            token=token,
+            expires_at=expires_at,
+            agent=Agent.from_wire(body["agent"]),
+            renew_at=sent_at + usable - renew_margin(usable),
+        )
+
+
+def _claimed_lifetime(token: str) -> float | None:
+    """`exp - iat` from the JWT's payload (read, not verified: only the server can verify)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims["exp"]) - float(claims["iat"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _unreachable(http: httpx.AsyncClient, exc: BaseException) -> str:
+    detail = str(exc) or type(exc).__name__
+    return f"cannot reach AgentHub at {http.base_url}: {detail}"

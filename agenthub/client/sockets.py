@@ -1,0 +1,123 @@
+"""Opening one Socket.IO connection to `/agents`, with a fresh JWT and typed failures.
+
+Reconnecting is left to the callers (the subscription and the presence socket): each has its
+own idea of what to redo after a reconnect, and each must first ask `SessionCache` for a JWT so
+that a revoked API token surfaces as `Unauthorized` instead of a retry loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from agenthub.client.errors import AgentHubError, ConnectionError, Unauthorized, Unavailable
+from agenthub.client.session import SessionCache
+
+if TYPE_CHECKING:
+    import socketio
+
+# python-socketio and engine.io print to a stderr handler of their own unless given a logger:
+# internal lines ("packet queue is empty, aborting") on every dropped connection, which the
+# subscription already reports as one warning. Theirs go under ours, silent unless configured.
+WIRE_LOG = logging.getLogger("agenthub.client.wire")
+
+NAMESPACE = "/agents"
+CONNECT_TIMEOUT_S = 10.0
+ACK_TIMEOUT_S = 10.0
+
+Handler = Callable[..., Any]
+
+
+async def open_socket(
+    url: str,
+    sessions: SessionCache,
+    handlers: Mapping[str, Handler],
+) -> socketio.AsyncClient:
+    """A connected client with `handlers` registered on the namespace, or a typed error.
+
+    Handlers run on the client's own tasks; keep them synchronous and non-blocking (queue what
+    they receive) so that events are taken in the order they arrived."""
+    for attempt in (1, 2):
+        try:
+            return await _connect(url, sessions, handlers)
+        except Unauthorized:
+            # The server refused a JWT the cache thought good (it expired in flight, or the
+            # server's key changed): one more try with a new session, then give up.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _connect(
+    url: str, sessions: SessionCache, handlers: Mapping[str, Handler]
+) -> socketio.AsyncClient:
+    # Imported here: python-socketio (and aiohttp under it) is half a second of start-up that
+    # REST-only uses, like most CLI commands, need not pay.
+    import socketio
+
+    await sessions.token()  # opens a session first: a bad API token raises here
+    if WIRE_LOG.level == logging.NOTSET:
+        WIRE_LOG.setLevel(logging.CRITICAL)
+    # handle_sigint=False: a library must not take over the application's Ctrl-C.
+    sio = socketio.AsyncClient(
+        reconnection=False, handle_sigint=False, logger=WIRE_LOG, engineio_logger=WIRE_LOG
+    )
+    refusals: list[str] = []
+
+    def on_connect_error(data: Any = None) -> None:
+        if isinstance(data, dict) and isinstance(data.get("message"), str):
+            refusals.append(data["message"])
+
+    async def auth() -> dict[str, str]:
+        # python-socketio calls this on every connect; the cache renews when due. A failure
+        # here would be swallowed by the library, so an empty auth (a refusal) stands for it.
+        try:
+            return {"token": await sessions.token()}
+        except AgentHubError:
+            return {}
+
+    sio.on("connect_error", on_connect_error, namespace=NAMESPACE)
+    for event, handler in handlers.items():
+        sio.on(event, handler, namespace=NAMESPACE)
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S + 5):
+            await sio.connect(
+                url,
+                auth=auth,
+                namespaces=[NAMESPACE],
+                transports=["websocket"],
+                wait_timeout=CONNECT_TIMEOUT_S,
+            )
+    except (socketio.exceptions.ConnectionError, TimeoutError, OSError) as exc:
+        with contextlib.suppress(Exception):
+            await sio.disconnect()
+        raise _refusal(url, refusals, exc, sessions) from None
+    return sio
+
+
+async def call(sio: socketio.AsyncClient, event: str, data: Any) -> Any:
+    """Emit an event and return its acknowledgement; ConnectionError if none comes."""
+    import socketio
+
+    try:
+        return await sio.call(event, data, namespace=NAMESPACE, timeout=ACK_TIMEOUT_S)
+    except (socketio.exceptions.TimeoutError, socketio.exceptions.BadNamespaceError) as exc:
+        raise ConnectionError(f"no answer to {event}: {exc or type(exc).__name__}") from None
+
+
+def _refusal(
+    url: str, refusals: list[str], exc: BaseException, sessions: SessionCache
+) -> AgentHubError:
+    reason = refusals[0] if refusals else None
+    if reason == "unauthorized":
+        sessions.forget()  # the next attempt opens a new session
+        return Unauthorized("the server refused the session token for the real-time connection")
+    if reason == "unavailable":
+        return Unavailable("the server is shutting down")
+    if reason is not None:
+        return Unavailable(f"the server refused the real-time connection: {reason}")
+    detail = str(exc) or type(exc).__name__
+    return ConnectionError(f"cannot open a real-time connection to {url}: {detail}")

@@ -1,0 +1,137 @@
+"""Network faults for client tests: a TCP proxy the test controls, and a server restart.
+
+The proxy sits between a client and a real server and only moves bytes; the faults are the
+network's (connections cut, connections refused, an answer lost after the server acted), never
+a fake AgentHub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from tests.support import Server, stop_process, wait_ready
+
+
+@dataclass(eq=False)
+class _Link:
+    client: asyncio.StreamWriter
+    upstream: asyncio.StreamWriter
+    swallow: bool = False  # the next response on this link is lost
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def abort(self) -> None:
+        for writer in (self.client, self.upstream):
+            writer.transport.abort()
+
+
+class TcpProxy:
+    """127.0.0.1:<port> → 127.0.0.1:<target>; start with `await TcpProxy(target).start()`.
+
+    - `refusing = True`: new connections are closed at once (the server seems down).
+    - `drop_all()`: cut every open connection (a network failure).
+    - `lose_next_response(marker)`: the next request containing `marker` reaches the server,
+      and its response is cut before the client sees a byte of it.
+    - `statuses`: the HTTP status of every response that went through.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.refusing = False
+        self.lost_responses = 0
+        self.statuses: list[int] = []
+        self._armed: bytes | None = None
+        self._links: set[_Link] = set()
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> TcpProxy:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        self.drop_all()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def drop_all(self) -> None:
+        for link in list(self._links):
+            link.abort()
+
+    def lose_next_response(self, marker: bytes) -> None:
+        self._armed = marker
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        link = _Link(writer, up_writer)
+        self._links.add(link)
+        link.tasks = [
+            asyncio.create_task(self._pump(reader, up_writer, link, upstream=True)),
+            asyncio.create_task(self._pump(up_reader, writer, link, upstream=False)),
+        ]
+        try:
+            await asyncio.wait(link.tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            link.abort()
+            for task in link.tasks:
+                task.cancel()
+            self._links.discard(link)
+
+    async def _pump(
+        self,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        link: _Link,
+        *,
+        upstream: bool,
+    ) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await source.read(65536):
+                if upstream and self._armed is not None and self._armed in data:
+                    self._armed = None
+                    link.swallow = True
+                if not upstream:
+                    if link.swallow:
+                        self.lost_responses += 1
+                        return  # the caller aborts both sides: the answer never arrives
+                    if data.startswith(b"HTTP/1.") and data[9:12].isdigit():
+                        self.statuses.append(int(data[9:12]))
+                sink.write(data)
+                await sink.drain()
+
+
+def restart_server(server: Server, **extra_env: str) -> None:
+    """Stop the server's process and start a new one on the same port and database.
+
+    Blocking (it waits for readiness): call it through `asyncio.to_thread` from async tests so
+    that clients on the test's loop keep running meanwhile."""
+    stop_process(server.proc)
+    port = urlparse(server.base_url).port
+    assert port is not None
+    server.env = {**server.env, **extra_env}
+    server.log_path = server.log_path.with_name(f"{server.log_path.stem}-restarted.log")
+    with server.log_path.open("ab") as log:
+        server.proc = subprocess.Popen(
+            [sys.executable, "-m", "agenthub", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=server.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    wait_ready(server.base_url, server.proc, server.log_path)
