@@ -24,6 +24,9 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two workers, one test file each: most of the suite waits on real servers and databases.
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 pytest: $(STAMP) js-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 

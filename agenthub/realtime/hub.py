@@ -69,7 +69,7 @@ def error_ack(exc: AppError) -> Ack:
     return {"ok": False, "error": exc.to_dict()}
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)  # one per socket: thousands of idle ones must stay small
 class SocketState:
     sid: str
     principal: Principal
