@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,26 @@ PG_ADMIN_URL = os.environ.get(
 )
 START_TIMEOUT_S = 30
 JWT_SECRET = "test-secret-" + "x" * 40
+
+
+def assert_error(r: httpx.Response, status: int, code: str) -> str:
+    """`r` is the contract's error envelope with this status and code; returns its message."""
+    assert r.status_code == status, r.text[:500]
+    assert r.headers["content-type"].startswith("application/json"), r.headers
+    body = r.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["code"] == code, body
+    message = body["error"]["message"]
+    assert isinstance(message, str), body
+    assert message, body
+    return message
+
+
+def parse_time(value: str) -> datetime:
+    """An RFC 3339 time with a Z, as the contract writes them."""
+    assert value.endswith("Z"), value
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def free_port() -> int:

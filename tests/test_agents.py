@@ -12,25 +12,10 @@ import httpx
 import pytest
 
 from tests.databases import query
-from tests.support import Agent, Server, uniq
+from tests.support import Agent, Server, assert_error, parse_time, uniq
 
 AGENT_FIELDS = {"id", "name", "displayName", "role", "createdAt"}
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-def assert_error(r: httpx.Response, status: int, code: str) -> None:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message"}, body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str)
-    assert body["error"]["message"]
-
-
-def parse_time(value: str) -> datetime:
-    assert value.endswith("Z"), value
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def create(admin: Agent, body: Any) -> httpx.Response:

@@ -11,11 +11,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.databases import query
-from tests.support import Agent, Server, uniq
+from tests.support import Agent, Server, assert_error, uniq
 
 EVENT_FIELDS = {"id", "type", "agentId", "payload", "createdAt"}
 FULL_TOKEN_RE = re.compile(r"agt_[A-Za-z0-9_-]{6}_[A-Za-z0-9_-]{43}")
@@ -24,15 +23,6 @@ JWT_RE = re.compile(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 MAX_PAGES = 1000
 
 Event = dict[str, Any]
-
-
-def assert_error(r: httpx.Response, status: int, code: str) -> None:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message"}, body
-    assert body["error"]["code"] == code, body
-    assert body["error"]["message"]
 
 
 def page(caller: Agent, **params: Any) -> dict[str, Any]:

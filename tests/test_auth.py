@@ -17,7 +17,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from tests.databases import query
-from tests.support import JWT_SECRET, Agent, Server
+from tests.support import JWT_SECRET, Agent, Server, assert_error, parse_time
 
 TOKEN_RE = re.compile(r"^agt_[A-Za-z0-9_-]{6}_[A-Za-z0-9_-]{43}$")
 PREFIX_RE = re.compile(r"^agt_[A-Za-z0-9_-]{6}$")
@@ -27,21 +27,6 @@ ISSUED_FIELDS = {"id", "prefix", "token", "expiresAt", "createdAt"}
 AGENT_FIELDS = {"id", "name", "displayName", "role", "createdAt"}
 # The longest an expiring token test waits for its token to lapse.
 EXPIRY_WAIT_S = 10
-
-
-def assert_error(r: httpx.Response, status: int, code: str) -> None:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message"}, body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str)
-    assert body["error"]["message"]
-
-
-def parse_time(value: str) -> datetime:
-    assert value.endswith("Z"), value
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def iso_z(value: datetime) -> str:

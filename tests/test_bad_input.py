@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import support
 from tests.databases import query
 from tests.support import JWT_SECRET, Agent, Server, uniq
 
@@ -28,16 +29,7 @@ def assert_no_leak(r: httpx.Response) -> None:
 
 def assert_error(r: httpx.Response, status: int, code: str) -> str:
     assert_no_leak(r)
-    assert r.status_code == status, r.text[:500]
-    assert r.headers["content-type"].startswith("application/json")
-    body = r.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message"}, body
-    assert body["error"]["code"] == code, body
-    message = body["error"]["message"]
-    assert isinstance(message, str)
-    assert message
-    return message
+    return support.assert_error(r, status, code)
 
 
 def snapshot(server: Server) -> dict[str, int]:

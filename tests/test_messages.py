@@ -11,21 +11,12 @@ import httpx
 import pytest
 
 from tests.databases import query
-from tests.support import Agent, Server, uniq
+from tests.support import Agent, Server, assert_error, uniq
 
 MESSAGE_KEYS = {"id", "roomId", "seq", "senderId", "body", "clientMsgId", "createdAt"}
 RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 MAX_MESSAGE_BYTES = 65536
 GATHER_TIMEOUT_S = 120
-
-
-def assert_error(r: httpx.Response, status: int, code: str) -> str:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"}, body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str)
-    return str(body["error"]["message"])
 
 
 def count(server: Server, sql: str, *args: Any) -> int:

@@ -10,22 +10,11 @@ import httpx
 import pytest
 
 from tests.databases import query
-from tests.support import Agent, Server, uniq
+from tests.support import Agent, Server, assert_error, uniq
 
 ROOM_KEYS = {"id", "slug", "name", "createdBy", "createdAt"}
 AGENT_KEYS = {"id", "name", "displayName", "role", "createdAt"}
 RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
-
-
-def assert_error(r: httpx.Response, status: int, code: str) -> str:
-    assert r.status_code == status, r.text
-    body = r.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message"}, body
-    assert body["error"]["code"] == code, body
-    assert isinstance(body["error"]["message"], str)
-    assert body["error"]["message"]
-    return str(body["error"]["message"])
 
 
 def is_uuid(value: Any) -> bool:
