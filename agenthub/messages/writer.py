@@ -26,7 +26,7 @@ from typing import Any
 
 from agenthub.db.engine import Database
 from agenthub.db.types import utcnow, uuid7
-from agenthub.errors import NotFound
+from agenthub.errors import NotFound, Unavailable
 from agenthub.messages.batch_store import (
     BatchStore,
     Key,
@@ -38,6 +38,7 @@ from agenthub.messages.batch_store import (
 log = logging.getLogger("agenthub.messages")
 
 MAX_BATCH = 512
+STOP_WAIT_SECONDS = 10
 RETRIES = 3
 
 
@@ -71,12 +72,17 @@ class MessageWriter:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="agenthub-writer")
 
-    async def stop(self) -> None:
-        """Finish what is queued, then stop."""
+    async def stop(self, within: float = STOP_WAIT_SECONDS) -> None:
+        """Finish what is queued (for at most `within` seconds), then stop."""
         if self._task is None:
             return
-        while self._pending:  # noqa: ASYNC110 (the writer empties it; bounded by shutdown)
+        deadline = asyncio.get_running_loop().time() + within
+        while self._pending and not self._task.done():
+            if asyncio.get_running_loop().time() >= deadline:
+                break
             await asyncio.sleep(0.01)
+        self._fail(self._pending, Unavailable("the server is shutting down"))
+        self._pending.clear()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
