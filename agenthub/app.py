@@ -14,24 +14,25 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
 from starlette.types import ASGIApp
 
-from agenthub import docs, http_errors
 from agenthub.agents.http import router as agents_router
 from agenthub.audit.http import router as audit_router
 from agenthub.auth.http import router as auth_router
 from agenthub.auth.jwt import SessionSigner
-from agenthub.body_limit import BodyLimitMiddleware
 from agenthub.config import Settings, load_settings
 from agenthub.db.engine import Database
-from agenthub.health import router as health_router
-from agenthub.http_middleware import (
+from agenthub.http import docs
+from agenthub.http import errors as http_errors
+from agenthub.http.body_limit import BodyLimitMiddleware
+from agenthub.http.health import router as health_router
+from agenthub.http.middleware import (
     CorsMiddleware,
     RateLimitMiddleware,
     RequestContextMiddleware,
     RouteTemplates,
 )
+from agenthub.http.origins import parse_origins
 from agenthub.messages.http import router as messages_router
 from agenthub.observability.metrics import Metrics
-from agenthub.origins import parse_origins
 from agenthub.realtime.hub import Hub
 from agenthub.rooms.http import router as rooms_router
 from agenthub.services import Services

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlalchemy import exc as sa_exc
 
-from agenthub import agent_cli
+from agenthub.client import cli as agent_cli
 from agenthub.config import ConfigError, Settings, load_settings
 from agenthub.db import migrate as migrations
 from agenthub.db.engine import Database
@@ -227,7 +227,7 @@ def agents_create(
         )
     except ValidationError as exc:
         from agenthub.errors import clip
-        from agenthub.http_errors import describe_validation
+        from agenthub.http.errors import describe_validation
 
         if any(e["loc"] == ("name",) for e in exc.errors()):
             raise fail(

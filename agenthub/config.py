@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from agenthub.origins import parse_origins
+from agenthub.http.origins import parse_origins
 
 log = logging.getLogger("agenthub.config")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from agenthub.agents.schemas import AgentCreate, AgentList, AgentPublic
-from agenthub.deps import CurrentAgent, ServicesDep
+from agenthub.http.deps import CurrentAgent, ServicesDep
 from agenthub.wire import error_responses
 
 router = APIRouter(prefix="/api/v1/agents", tags=["agents"])

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from agenthub.audit.schemas import AuditEventPage
-from agenthub.deps import CurrentAgent, ServicesDep
+from agenthub.http.deps import CurrentAgent, ServicesDep
 from agenthub.wire import error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["audit"])

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from agenthub.auth.schemas import SessionPublic, TokenCreate, TokenIssued, TokenList
-from agenthub.deps import CurrentAgent, ServicesDep, bearer_token
+from agenthub.http.deps import CurrentAgent, ServicesDep, bearer_token
 from agenthub.wire import error_responses
 
 router = APIRouter(prefix="/api/v1")

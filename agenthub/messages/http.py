@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
-from agenthub.deps import CurrentAgent, ServicesDep
+from agenthub.http.deps import CurrentAgent, ServicesDep
 from agenthub.messages.schemas import MessageCreate, MessagePage, MessagePublic
 from agenthub.wire import error_responses
 

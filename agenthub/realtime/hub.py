@@ -34,8 +34,8 @@ from agenthub.errors import (
     Unavailable,
     clip,
 )
+from agenthub.http.origins import origin_allowed, parse_origins
 from agenthub.observability.metrics import Metrics
-from agenthub.origins import origin_allowed, parse_origins
 from agenthub.realtime.presence import Presence
 from agenthub.realtime.ratelimit import SlidingWindow
 from agenthub.rooms.schemas import RoomPublic

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from agenthub.agents.schemas import AgentPublic
-from agenthub.deps import CurrentAgent, ServicesDep
+from agenthub.http.deps import CurrentAgent, ServicesDep
 from agenthub.rooms.schemas import MemberAdd, MemberList, RoomCreate, RoomList, RoomPublic
 from agenthub.wire import error_responses
 

@@ -21,9 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenthub.auth.jwt import Principal
 from agenthub.errors import AppError
+from agenthub.http.origins import OriginRule, origin_allowed
 from agenthub.observability import context
 from agenthub.observability.metrics import UNMATCHED, Metrics
-from agenthub.origins import OriginRule, origin_allowed
 
 log = logging.getLogger("agenthub.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

@@ -293,7 +293,7 @@ def wait(
 
 def mcp() -> None:
     """Run the MCP server on stdio (for Claude Code and other MCP clients)."""
-    from agenthub.mcp_server import main
+    from agenthub.client.mcp_server import main
 
     main()
 
