@@ -1,7 +1,7 @@
 """What services announce after a commit, for the real-time layer to deliver.
 
-Services call these only once their transaction has ended (never from inside one), so a
-rolled-back change is never announced. `NullEvents` serves when messaging is disabled.
+Services call these through `db.engine.on_commit` (the message writer right after its own
+COMMIT), so a rolled-back change is never announced. `NullEvents` serves when messaging is disabled.
 """
 
 from __future__ import annotations

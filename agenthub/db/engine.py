@@ -1,8 +1,10 @@
 """Engines, connections and transactions, the same interface on PostgreSQL and SQLite.
 
 `Database.read()` hands out a connection for queries; `Database.write()` a transaction that
-commits on success. Connection-level failures come out as `Unavailable` (503), so callers
-never see a driver exception for an unreachable database.
+commits on success, with `on_commit(conn, callback)` for what must happen only once the change
+is durable (announcements): run after COMMIT, dropped on rollback. Connection-level failures
+come out as `Unavailable` (503), so callers never see a driver exception for an unreachable
+database.
 
 SQLite allows one writer at a time. Rather than let concurrent writers collide on the file
 lock ("database is locked"), this process queues its own write transactions on an asyncio
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -24,6 +27,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from agenthub.errors import Unavailable
+
+log = logging.getLogger("agenthub.db")
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_CONNECT_TIMEOUT_S = 5
@@ -82,6 +87,18 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
 
 
 QueryObserver = Callable[[str, float], None]
+
+_ON_COMMIT = "agenthub.on_commit"
+
+
+def on_commit(conn: AsyncConnection, callback: Callable[[], None]) -> None:
+    """Run `callback` after the write transaction `conn` belongs to commits; never if it rolls
+    back. Announcing from here rather than after the `async with` block means moving a line
+    can never broadcast a change that was not stored."""
+    callbacks: list[Callable[[], None]] | None = conn.info.get(_ON_COMMIT)
+    if callbacks is None:
+        raise RuntimeError("on_commit() outside a Database.write() transaction")
+    callbacks.append(callback)
 
 
 def _observe_queries(engine: AsyncEngine, observe: QueryObserver) -> None:
@@ -170,15 +187,28 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A transaction that commits when the block ends without an exception."""
+        """A transaction that commits when the block ends without an exception; the
+        callbacks registered with `on_commit` run after the COMMIT, in order."""
         lock = self._write_lock or contextlib.nullcontext()
+        callbacks: list[Callable[[], None]] = []
         try:
             async with lock, self.write_engine.begin() as conn:
-                yield conn
+                conn.info[_ON_COMMIT] = callbacks
+                try:
+                    yield conn
+                finally:
+                    # conn.info outlives this checkout (it is the pooled connection's)
+                    conn.info.pop(_ON_COMMIT, None)
         except Exception as exc:
             if is_unavailable(exc):
                 raise Unavailable() from exc
             raise
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception as exc:
+                # the change is stored: a failed announcement must not turn it into an error
+                log.error("an on-commit announcement failed (%s)", type(exc).__name__)
 
     @contextlib.asynccontextmanager
     async def driver(self) -> AsyncIterator[Any]:

@@ -13,7 +13,7 @@ from agenthub.agents.schemas import AgentPublic
 from agenthub.agents.service import agent_out
 from agenthub.audit import store as audit
 from agenthub.auth.jwt import Principal
-from agenthub.db.engine import Database
+from agenthub.db.engine import Database, on_commit
 from agenthub.errors import Conflict, Forbidden, NotFound, clip
 from agenthub.events import Events
 from agenthub.rooms import store
@@ -66,10 +66,10 @@ class RoomService:
                 await audit.record(
                     conn, "room-created", actor.agent_id, {"roomId": str(row["id"]), "slug": slug}
                 )
+                room = room_out(row)
+                on_commit(conn, lambda: self.events.member_added(actor.agent_id, room))
         except sa.exc.IntegrityError:
             raise Conflict(f"room slug '{slug}' is already taken") from None
-        room = room_out(row)
-        self.events.member_added(actor.agent_id, room)
         return room
 
     async def list_for(self, actor: Principal, *, all_rooms: bool) -> list[RoomPublic]:
@@ -101,8 +101,7 @@ class RoomService:
             if added:
                 payload = {"roomId": str(room.id), "agentId": str(agent.id)}
                 await audit.record(conn, "member-added", actor.agent_id, payload)
-        if added:
-            self.events.member_added(agent.id, room)
+                on_commit(conn, lambda: self.events.member_added(agent.id, room))
         return agent_out(agent._mapping), added
 
     async def remove_member(self, actor: Principal, ref: str, agent_ref: str) -> None:
@@ -120,4 +119,4 @@ class RoomService:
                 raise NotFound(f"agent '{agent.name}' is not a member of room '{room.slug}'")
             payload = {"roomId": str(room.id), "agentId": str(agent.id)}
             await audit.record(conn, "member-removed", actor.agent_id, payload)
-        self.events.member_removed(agent.id, room.id)
+            on_commit(conn, lambda: self.events.member_removed(agent.id, room.id))
