@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -26,3 +27,13 @@ class AgentPublic(WireModel):
 
 class AgentList(WireModel):
     agents: list[AgentPublic]
+
+
+def agent_out(row: Mapping[Any, Any]) -> AgentPublic:
+    return AgentPublic(
+        id=row["id"],
+        name=row["name"],
+        display_name=row["display_name"],
+        role=row["role"],
+        created_at=row["created_at"],
+    )

@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import sqlalchemy as sa
 
 from agenthub.agents import store
-from agenthub.agents.schemas import AgentPublic
+from agenthub.agents.schemas import AgentPublic, agent_out
 from agenthub.audit import store as audit
 from agenthub.auth.jwt import Principal
+from agenthub.auth.policy import require_admin
 from agenthub.db.engine import Database
-from agenthub.errors import Conflict, Forbidden, NotFound, Unauthorized, clip
-
-
-def agent_out(row: Mapping[Any, Any]) -> AgentPublic:
-    return AgentPublic(
-        id=row["id"],
-        name=row["name"],
-        display_name=row["display_name"],
-        role=row["role"],
-        created_at=row["created_at"],
-    )
-
-
-def require_admin(actor: Principal) -> None:
-    if not actor.is_admin:
-        raise Forbidden("only an admin may do this")
+from agenthub.errors import Conflict, NotFound, Unauthorized, clip
 
 
 class AgentService:

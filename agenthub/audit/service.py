@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from agenthub import cursors
 from agenthub.agents import store as agents_store
-from agenthub.agents.service import require_admin
 from agenthub.audit import store
 from agenthub.audit.schemas import AuditEventPage, AuditEventPublic
 from agenthub.auth.jwt import Principal
+from agenthub.auth.policy import require_admin
 from agenthub.db.engine import Database
 from agenthub.errors import NotFound, clip
 

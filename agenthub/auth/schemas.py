@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
@@ -59,3 +60,14 @@ class TokenPublic(WireModel):
 
 class TokenList(WireModel):
     tokens: list[TokenPublic]
+
+
+def token_out(row: Mapping[Any, Any]) -> TokenPublic:
+    return TokenPublic(
+        id=row["id"],
+        prefix=row["prefix"],
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        revoked_at=row["revoked_at"],
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -10,27 +9,16 @@ import sqlalchemy as sa
 
 from agenthub.agents import store as agents_store
 from agenthub.agents.schemas import AgentPublic
-from agenthub.agents.service import require_admin
 from agenthub.audit import store as audit
 from agenthub.auth import store, tokens
 from agenthub.auth.jwt import IssuedSession, Principal, SessionSigner
-from agenthub.auth.schemas import TokenIssued, TokenPublic
+from agenthub.auth.policy import require_admin
+from agenthub.auth.schemas import TokenIssued, TokenPublic, token_out
 from agenthub.db.engine import Database
 from agenthub.db.types import utcnow
 from agenthub.errors import Forbidden, InvalidRequest, NotFound, Unauthorized, clip
 
 _PREFIX_ATTEMPTS = 5
-
-
-def token_out(row: Mapping[Any, Any]) -> TokenPublic:
-    return TokenPublic(
-        id=row["id"],
-        prefix=row["prefix"],
-        expires_at=row["expires_at"],
-        created_at=row["created_at"],
-        last_used_at=row["last_used_at"],
-        revoked_at=row["revoked_at"],
-    )
 
 
 class AuthService:

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -30,3 +31,15 @@ class MessagePublic(WireModel):
 class MessagePage(WireModel):
     messages: list[MessagePublic]
     next_cursor: str | None
+
+
+def message_out(row: Mapping[Any, Any]) -> MessagePublic:
+    return MessagePublic(
+        id=row["id"],
+        room_id=row["room_id"],
+        seq=row["seq"],
+        sender_id=row["sender_id"],
+        body=row["body"],
+        client_msg_id=row["client_msg_id"],
+        created_at=row["created_at"],
+    )

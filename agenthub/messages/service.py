@@ -14,25 +14,13 @@ from agenthub.db.engine import Database
 from agenthub.errors import InvalidRequest, PayloadTooLarge
 from agenthub.events import Events
 from agenthub.messages import store
-from agenthub.messages.schemas import MessagePage, MessagePublic
+from agenthub.messages.schemas import MessagePage, message_out
 from agenthub.messages.writer import MessageWriter
 from agenthub.observability.metrics import Metrics
 from agenthub.rooms.service import RoomService
 from agenthub.wire import iso_z
 
 MAX_CLIENT_MSG_ID = 128
-
-
-def message_out(row: Mapping[Any, Any]) -> MessagePublic:
-    return MessagePublic(
-        id=row["id"],
-        room_id=row["room_id"],
-        seq=row["seq"],
-        sender_id=row["sender_id"],
-        body=row["body"],
-        client_msg_id=row["client_msg_id"],
-        created_at=row["created_at"],
-    )
 
 
 def message_wire(row: Mapping[Any, Any]) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import Field
 
@@ -31,3 +33,13 @@ class MemberAdd(RequestModel):
 
 class MemberList(WireModel):
     members: list[AgentPublic]
+
+
+def room_out(row: Mapping[Any, Any]) -> RoomPublic:
+    return RoomPublic(
+        id=row["id"],
+        slug=row["slug"],
+        name=row["name"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+    )

@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from typing import Any
 
 import sqlalchemy as sa
 
 from agenthub.agents import store as agents_store
-from agenthub.agents.schemas import AgentPublic
-from agenthub.agents.service import agent_out
+from agenthub.agents.schemas import AgentPublic, agent_out
 from agenthub.audit import store as audit
 from agenthub.auth.jwt import Principal
 from agenthub.db.engine import Database, on_commit
 from agenthub.errors import Conflict, Forbidden, NotFound, clip
 from agenthub.events import Events
 from agenthub.rooms import store
-from agenthub.rooms.schemas import RoomPublic
-
-
-def room_out(row: Mapping[Any, Any]) -> RoomPublic:
-    return RoomPublic(
-        id=row["id"],
-        slug=row["slug"],
-        name=row["name"],
-        created_by=row["created_by"],
-        created_at=row["created_at"],
-    )
+from agenthub.rooms.schemas import RoomPublic, room_out
 
 
 class RoomService:
