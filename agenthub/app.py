@@ -54,7 +54,10 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(settings.database_url_async, on_query=metrics.db_query)
+        db = Database(
+            settings.database_url_async, on_query=metrics.db_query, on_error=metrics.db_error
+        )
+        metrics.pools.watch(db.pool_usage)
         messaging = settings.feature_messaging_enabled
         services = Services.build(
             settings, db, events=hub if messaging else None, metrics=metrics, signer=signer
@@ -69,6 +72,7 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         finally:
             await hub.stop()
             await services.messages.writer.stop()
+            metrics.pools.watch(None)
             await db.dispose()
 
     app = FastAPI(
@@ -104,6 +108,7 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         settings.rate_limit_unauth_per_min,
         settings.rate_limit_auth_per_min,
         on_storage_error=_limits_unavailable,
+        on_refused=lambda: metrics.rate_limited("http"),
     )
     asgi = CorsMiddleware(asgi, parse_origins(settings.allowed_origins))
     templates = RouteTemplates(lambda: app.openapi()["paths"])

@@ -442,6 +442,9 @@ def test_unauthenticated_requests_are_limited_per_ip_and_health_is_exempt(
             'agenthub_http_requests_total{method="GET",route="/api/v1/agents",status_code="429"}'
         )
         assert f"{sample} 1.0" in metrics, [line for line in metrics.splitlines() if "429" in line]
+        # …and in the refusals counter the operator's alert watches: the two 429s above.
+        refusals = 'agenthub_rate_limit_refusals_total{transport="http"}'
+        assert f"{refusals} 2.0" in metrics, [x for x in metrics.splitlines() if "refusal" in x]
     finally:
         srv.api.close()
         stop_process(srv.proc)
@@ -479,6 +482,9 @@ def test_authenticated_requests_are_limited_per_agent(
                 assert r.status_code == 401, (token, r.text)
             assert_rate_limited(c.get("/api/v1/agents/me", headers=bearer("garbage")))
             assert_rate_limited(c.get("/api/v1/agents/me"))
+        metrics = srv.api.http.get("/metrics").text
+        refusals = 'agenthub_rate_limit_refusals_total{transport="http"}'
+        assert f"{refusals} 5.0" in metrics, [x for x in metrics.splitlines() if "refusal" in x]
     finally:
         srv.api.close()
         stop_process(srv.proc)

@@ -1,9 +1,12 @@
-"""`GET /metrics`: the seed's six metrics with their exact names, types and labels, the process
-and Python collectors, values that move with real traffic, and bounded label values."""
+"""`GET /metrics`: the seed's six metrics with their exact names, types and labels, the ones the
+operator's alerts need beside them, the process and Python collectors, values that move with
+real traffic, bounded label values, and docs/METRICS.md naming exactly what is served."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -11,11 +14,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import socketio
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import Agent, Server, start_server, stop_process
+from tests.support import Agent, Server, start_server, stop_process, uniq
 
 NS = "/agents"
 WAIT = 10  # seconds: the bound on any single expected event or metric change
@@ -42,6 +46,26 @@ SEED_METRICS = {
         {"operation"},
     ),
 }
+
+# What deploy/prometheus/alerts.yml and the dashboard need beyond the seed's six.
+OPS_METRICS = {
+    "agenthub_http_request_duration_seconds": (
+        "agenthub_http_request_duration_seconds",
+        "histogram",
+        {"method", "route"},
+    ),
+    "agenthub_ready": ("agenthub_ready", "gauge", set()),
+    "agenthub_dependency_up": ("agenthub_dependency_up", "gauge", {"dependency"}),
+    "agenthub_rate_limit_refusals": (
+        "agenthub_rate_limit_refusals_total",
+        "counter",
+        {"transport"},
+    ),
+    "agenthub_db_errors": ("agenthub_db_errors_total", "counter", {"kind"}),
+    "agenthub_db_pool_in_use": ("agenthub_db_pool_in_use", "gauge", {"pool"}),
+    "agenthub_db_pool_max": ("agenthub_db_pool_max", "gauge", {"pool"}),
+}
+METRICS_MD = Path(__file__).resolve().parent.parent / "docs" / "METRICS.md"
 
 Labels = frozenset[tuple[str, str]]
 
@@ -156,7 +180,7 @@ async def test_metrics_exposes_the_seeds_six_with_exact_names_types_and_labels(
         "the message in agenthub_messages_total",
     )
 
-    for family_name, (exposed, kind, label_names) in SEED_METRICS.items():
+    for family_name, (exposed, kind, label_names) in {**SEED_METRICS, **OPS_METRICS}.items():
         assert family_name in s.families, f"{exposed} is missing"
         family = s.families[family_name]
         assert family.type == kind, f"{exposed} is a {family.type}, not a {kind}"
@@ -166,11 +190,15 @@ async def test_metrics_exposes_the_seeds_six_with_exact_names_types_and_labels(
             seen.update(k for k in sample.labels if k != "le")
         assert seen == label_names, f"{exposed} has labels {seen}, expected {label_names}"
         assert family.samples, f"{exposed} has no samples"
-    # Nothing else under our prefix: the seed's six, exactly.
+    # Nothing else under our prefix: the seed's six and the operator's, exactly.
     ours = {name for name in s.families if name.startswith("agenthub_")}
-    assert ours == set(SEED_METRICS)
+    assert ours == set(SEED_METRICS) | set(OPS_METRICS)
     # Histograms carry buckets, a count and a sum.
-    for hist in ("agenthub_websocket_latency_seconds", "agenthub_db_query_duration_seconds"):
+    for hist in (
+        "agenthub_websocket_latency_seconds",
+        "agenthub_db_query_duration_seconds",
+        "agenthub_http_request_duration_seconds",
+    ):
         names = {sample.name for sample in s.families[hist].samples}
         assert {f"{hist}_bucket", f"{hist}_count", f"{hist}_sum"} <= names
 
@@ -442,3 +470,154 @@ async def test_rooms_active_counts_rooms_with_a_connected_socket(
             wait_for(srv, lambda s: s.value(gauge) == 3, "3 rooms active")
         wait_for(srv, lambda s: s.value(gauge) == 2, "back to alice's 2 rooms")
     wait_for(srv, lambda s: s.value(gauge) == 0, "no active room after disconnects")
+
+
+# ---- the operator's metrics ----
+
+
+def test_counters_for_alerts_start_at_zero_and_readiness_is_one(server: Server) -> None:
+    """Every label value of the error and refusal counters exists from the start, so that
+    rate() sees their first increase; the ready gauge says what /readyz says."""
+    s = scrape(server)
+    for kind in ("unavailable", "error"):
+        assert ("agenthub_db_errors_total", frozenset({("kind", kind)})) in s.samples, kind
+    for transport in ("http", "socket"):
+        key = ("agenthub_rate_limit_refusals_total", frozenset({("transport", transport)}))
+        assert key in s.samples, transport
+    assert server.api.http.get("/readyz").status_code == 200
+    assert s.value("agenthub_ready") == 1
+    assert s.value("agenthub_dependency_up", dependency="db") == 1
+    dependencies = {v for n, k, v in s.label_values() if k == "dependency"}
+    assert dependencies <= {"db", "redis"}, dependencies
+
+
+def test_http_latency_is_timed_per_route_template_but_not_for_long_polls(
+    server: Server, alice: Agent
+) -> None:
+    count = "agenthub_http_request_duration_seconds_count"
+    labels = {"method": "GET", "route": "/api/v1/rooms/{room}"}
+    room = server.new_room(alice)
+    before = scrape(server).value(count, **labels)
+    for _ in range(3):
+        assert alice.get(f"/api/v1/rooms/{room['slug']}").status_code == 200
+    assert alice.get(f"/api/v1/rooms/{room['slug']}-gone").status_code == 404
+    s = wait_for(server, lambda s: s.value(count, **labels) >= before + 4, "4 timed requests")
+    assert s.value(count, **labels) == before + 4
+    assert s.value("agenthub_http_request_duration_seconds_sum", **labels) > 0
+    # A Socket.IO polling handshake is counted as a request, but never timed: engine.io parks
+    # polls for up to the ping interval, which would read as HTTP latency.
+    r = server.api.http.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
+    assert r.status_code == 200, r.text
+    s = wait_for(
+        server,
+        lambda s: s.total("agenthub_http_requests_total", route="/socket.io/") >= 1,
+        "the polling handshake counted",
+    )
+    routes = {v for n, k, v in s.label_values() if k == "route" and "duration" in n}
+    assert "/socket.io/" not in routes, routes
+
+
+def _hold_the_database(database_url: str, ready: threading.Event, release: threading.Event) -> None:
+    """Lock what creating a room writes, from outside AgentHub, until `release` is set: a
+    room creation then waits inside AgentHub holding a pool connection."""
+
+    async def hold() -> None:
+        if database_url.startswith("sqlite"):
+            import aiosqlite
+
+            async with aiosqlite.connect(database_url.split("///", 1)[1]) as conn:
+                await conn.execute("BEGIN IMMEDIATE")  # the one writer's lock
+                ready.set()
+                await asyncio.to_thread(release.wait, WAIT * 3)  # bounded, should it be lost
+                await conn.rollback()
+            return
+        conn = await asyncpg.connect(database_url, timeout=5)
+        try:
+            async with conn.transaction():
+                await conn.execute("LOCK TABLE rooms IN ACCESS EXCLUSIVE MODE")
+                ready.set()
+                await asyncio.to_thread(release.wait, WAIT * 3)  # bounded, should it be lost
+        finally:
+            await conn.close()
+
+    asyncio.run(hold())
+
+
+def test_pool_gauges_show_the_connection_a_blocked_request_holds(
+    server: Server, alice: Agent
+) -> None:
+    pool = "write" if server.backend == "sqlite" else "main"
+    capacity = {"sqlite": {"main": 4, "write": 1}, "postgres": {"main": 20}}[server.backend]
+    s = scrape(server)
+    pools = {v for n, k, v in s.label_values() if k == "pool"}
+    assert pools == set(capacity), pools
+    for name, most in capacity.items():
+        assert s.value("agenthub_db_pool_max", pool=name) == most
+    wait_for(server, lambda s: s.value("agenthub_db_pool_in_use", pool=pool) == 0, "an idle pool")
+
+    ready, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_the_database, args=(server.database_url, ready, release))
+    holder.start()
+    answers: list[int] = []
+    creator = threading.Thread(
+        target=lambda: answers.append(
+            alice.post("/api/v1/rooms", {"slug": uniq("held"), "name": "Held"}).status_code
+        )
+    )
+    try:
+        assert ready.wait(WAIT), "could not lock the database"
+        creator.start()
+        s = wait_for(
+            server,
+            lambda s: s.value("agenthub_db_pool_in_use", pool=pool) >= 1,
+            f"a connection in use in the {pool} pool",
+        )
+        assert s.value("agenthub_db_pool_in_use", pool=pool) <= capacity[pool]
+    finally:
+        release.set()
+        holder.join(WAIT)
+        creator.join(WAIT * 2)
+    assert answers == [201]
+    wait_for(server, lambda s: s.value("agenthub_db_pool_in_use", pool=pool) == 0, "returned")
+
+
+# ---- docs/METRICS.md ----
+
+_SUFFIXES = ("_bucket", "_count", "_sum")
+
+
+def served_names(s: Scrape) -> set[str]:
+    """Our families as Prometheus stores them: counters with their `_total`."""
+    return {
+        name + ("_total" if family.type == "counter" else "")
+        for name, family in s.families.items()
+        if name.startswith("agenthub_")
+    }
+
+
+def documented_names(text: str, histograms: set[str]) -> set[str]:
+    """Every `agenthub_*` name in the text, a histogram's _bucket/_count/_sum as the histogram."""
+    names = set()
+    for name in re.findall(r"\bagenthub_[a-z0-9_]*[a-z0-9]", text):
+        base = next((name[: -len(x)] for x in _SUFFIXES if name.endswith(x)), None)
+        names.add(base if base in histograms else name)
+    return names
+
+
+def test_documented_names_read_histogram_series_as_their_family() -> None:
+    histograms = {"agenthub_h_seconds"}
+    text = '`agenthub_h_seconds_bucket{le="1"}` rate(agenthub_c_total[1m]) agenthub_g_count'
+    assert documented_names(text, histograms) == {
+        "agenthub_h_seconds",
+        "agenthub_c_total",
+        "agenthub_g_count",  # not a histogram's: a name of its own
+    }
+
+
+def test_metrics_md_names_exactly_the_metrics_served(server: Server) -> None:
+    s = scrape(server)
+    served = served_names(s)
+    histograms = {n for n, f in s.families.items() if f.type == "histogram"}
+    documented = documented_names(METRICS_MD.read_text(), histograms)
+    assert served - documented == set(), "served but not in docs/METRICS.md"
+    assert documented - served == set(), "in docs/METRICS.md but not served"

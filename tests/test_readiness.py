@@ -1,4 +1,5 @@
-"""/readyz and the API while the database goes away and comes back, without restarting AgentHub.
+"""/readyz, /metrics and the API while the database goes away and comes back, without
+restarting AgentHub.
 
 PostgreSQL only: the test starts a throwaway cluster of its own (never the shared one), points
 `agenthub serve` at it, stops the cluster, then starts it again on the same port.
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.databases import PG_BIN, ThrowawayCluster
 from tests.support import Server, start_server, stop_process
@@ -37,6 +39,18 @@ def poll(what: str, check: Callable[[], bool], deadline_s: float = DEADLINE_S) -
 
 def readyz(server: Server) -> httpx.Response:
     return server.api.http.get("/readyz", timeout=10)
+
+
+def metric_values(server: Server) -> dict[str, float]:
+    """Every sample of /metrics by its name and labels as written, e.g. `x{kind="a"}`."""
+    r = server.api.http.get("/metrics", timeout=10)
+    assert r.status_code == 200, r.text
+    values = {}
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            values[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return values
 
 
 def test_readyz_follows_the_database(tmp_path: Path) -> None:
@@ -87,6 +101,13 @@ def test_readyz_follows_the_database(tmp_path: Path) -> None:
             assert r.json()["error"]["code"] == "unavailable"
             assert "Traceback" not in r.text
         assert server.api.http.get("/healthz").status_code == 200  # the process is alive
+        # What Prometheus sees meanwhile: not ready, the database down, and the three failed
+        # operations counted as unavailable (the alerts AgentHubNotReady, AgentHubDatabaseErrors).
+        down = metric_values(server)
+        assert down["agenthub_ready"] == 0
+        assert down['agenthub_dependency_up{dependency="db"}'] == 0
+        assert down['agenthub_db_errors_total{kind="unavailable"}'] >= 3
+        assert down['agenthub_db_errors_total{kind="error"}'] == 0
 
         cluster.start()
         running = True
@@ -103,6 +124,9 @@ def test_readyz_follows_the_database(tmp_path: Path) -> None:
         assert server.admin.name in [a["name"] for a in r.json()["agents"]]
         assert server.api.session(server.admin.token).status_code == 201
         assert server.proc.poll() is None  # the same process all along
+        back = metric_values(server)
+        assert back["agenthub_ready"] == 1
+        assert back['agenthub_dependency_up{dependency="db"}'] == 1
 
         log = server.log_text()
         assert "Traceback" not in log

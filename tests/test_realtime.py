@@ -15,6 +15,7 @@ import jwt as pyjwt
 import pytest
 import socketio
 import websockets
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.databases import query
 from tests.support import JWT_SECRET, Agent, Server, start_server, stop_process
@@ -321,6 +322,7 @@ async def test_flood_is_rate_limited_and_refused_events_store_nothing(
 ) -> None:
     room = server.new_room(alice)
     limit = int(server.env["RATE_LIMIT_SOCKET_PER_SEC"])
+    refused_before = socket_refusals(server)
     async with connected(server, alice) as a:
         calls = [
             a.call("message:send", {"roomId": room["id"], "body": f"m{i}"}, timeout=WAIT)
@@ -333,6 +335,19 @@ async def test_flood_is_rate_limited_and_refused_events_store_nothing(
     assert all(x["error"]["code"] == "rate_limited" for x in limited)
     assert len(ok) <= limit
     assert message_count(server, room["slug"]) == len(ok)
+    # Each refusal is counted once, for the operator's "rate-limit refusals surging" alert.
+    assert socket_refusals(server) == refused_before + len(limited)
+
+
+def socket_refusals(server: Server) -> float:
+    text = server.api.http.get("/metrics").text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "agenthub_rate_limit_refusals_total" and sample.labels == {
+                "transport": "socket"
+            }:
+                return sample.value
+    raise AssertionError("agenthub_rate_limit_refusals_total{transport='socket'} is not served")
 
 
 @pytest.mark.parametrize(

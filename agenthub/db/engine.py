@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import QueuePool
 
 from agenthub.errors import Unavailable
 
@@ -34,6 +36,9 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_CONNECT_TIMEOUT_S = 5
 PG_COMMAND_TIMEOUT_S = 15
 POOL_TIMEOUT_S = 10
+PG_POOL_SIZE = 10
+PG_MAX_OVERFLOW = 10
+SQLITE_READ_POOL_SIZE = 4
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -59,6 +64,27 @@ def _driver_unavailable(exc: BaseException) -> bool:
         | OSError
         | TimeoutError,
     ) or (type(exc).__module__.startswith("sqlite3") and "locked" in str(exc))
+
+
+def error_kind(exc: BaseException) -> str | None:
+    """How a failed database operation is counted: "unavailable" when the database cannot be
+    reached, "error" for any other database error, None when it is not the database's (a
+    domain error raised inside a transaction) or is a constraint conflict, which the services
+    turn into a 409 as part of their normal work."""
+    import asyncpg
+
+    if isinstance(
+        exc,
+        sa.exc.IntegrityError
+        | asyncpg.exceptions.IntegrityConstraintViolationError
+        | sqlite3.IntegrityError,
+    ):
+        return None
+    if is_unavailable(exc) or _driver_unavailable(exc):
+        return "unavailable"
+    if isinstance(exc, sa.exc.SQLAlchemyError | asyncpg.exceptions.PostgresError | sqlite3.Error):
+        return "error"
+    return None
 
 
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
@@ -87,6 +113,7 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
 
 
 QueryObserver = Callable[[str, float], None]
+ErrorObserver = Callable[[str], None]
 
 _ON_COMMIT = "agenthub.on_commit"
 
@@ -141,9 +168,17 @@ class _TimedDriver:
 
 
 class Database:
-    def __init__(self, url: str, on_query: QueryObserver | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        on_query: QueryObserver | None = None,
+        on_error: ErrorObserver | None = None,
+    ) -> None:
+        """`on_query(statement, seconds)` times each statement; `on_error(kind)` counts each
+        failed operation by `error_kind`."""
         self.url = url
         self._on_query = on_query
+        self._on_error = on_error
         self.dialect = make_url(url).get_backend_name()
         self.is_sqlite = self.dialect == "sqlite"
         self._write_lock: asyncio.Lock | None = None
@@ -153,14 +188,16 @@ class Database:
                 from pathlib import Path
 
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = _sqlite_engine(url, immediate=False, pool_size=4)
+            self.engine = _sqlite_engine(url, immediate=False, pool_size=SQLITE_READ_POOL_SIZE)
             self.write_engine = _sqlite_engine(url, immediate=True, pool_size=1)
             self._write_lock = asyncio.Lock()
+            self._capacity = {"main": SQLITE_READ_POOL_SIZE, "write": 1}
         else:
+            self._capacity = {"main": PG_POOL_SIZE + PG_MAX_OVERFLOW}
             self.engine = create_async_engine(
                 url,
-                pool_size=10,
-                max_overflow=10,
+                pool_size=PG_POOL_SIZE,
+                max_overflow=PG_MAX_OVERFLOW,
                 pool_timeout=POOL_TIMEOUT_S,
                 pool_pre_ping=True,
                 hide_parameters=True,
@@ -181,6 +218,7 @@ class Database:
             async with self.engine.connect() as conn:
                 yield conn
         except Exception as exc:
+            self._observe_error(exc)
             if is_unavailable(exc):
                 raise Unavailable() from exc
             raise
@@ -200,6 +238,7 @@ class Database:
                     # conn.info outlives this checkout (it is the pooled connection's)
                     conn.info.pop(_ON_COMMIT, None)
         except Exception as exc:
+            self._observe_error(exc)
             if is_unavailable(exc):
                 raise Unavailable() from exc
             raise
@@ -221,9 +260,26 @@ class Database:
                 raw = (await conn.get_raw_connection()).driver_connection
                 yield raw if self._on_query is None else _TimedDriver(raw, self._on_query)
         except Exception as exc:
+            self._observe_error(exc)
             if is_unavailable(exc) or _driver_unavailable(exc):
                 raise Unavailable() from exc
             raise
+
+    def _observe_error(self, exc: BaseException) -> None:
+        kind = error_kind(exc)
+        if kind is not None and self._on_error is not None:
+            self._on_error(kind)
+
+    def pool_usage(self) -> list[tuple[str, int, int]]:
+        """Per pool: its name ("main"; on SQLite also "write", the one-connection pool of the
+        single writer), the connections checked out now, and the most it hands out."""
+        engines = {"main": self.engine, "write": self.write_engine}
+        usage = []
+        for name, capacity in self._capacity.items():
+            pool = engines[name].pool
+            in_use = pool.checkedout() if isinstance(pool, QueuePool) else 0
+            usage.append((name, in_use, capacity))
+        return usage
 
     async def ping(self, within: float = 2.0) -> bool:
         try:

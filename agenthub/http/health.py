@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
+from starlette.datastructures import State
 
 router = APIRouter(tags=["health"])
 
@@ -28,6 +29,20 @@ async def healthz(request: Request) -> Health:
     return Health(status="ok", uptime=round(time.monotonic() - request.app.state.started, 3))
 
 
+async def readiness(state: State) -> dict[str, bool]:
+    """The checks behind /readyz: the database answers, and Redis does when it is configured.
+    Each result also goes to the `agenthub_ready` and `agenthub_dependency_up` gauges."""
+    checks = {"db": await state.services.db.ping()}
+    if state.services.settings.redis_url:
+        try:
+            async with asyncio.timeout(2):
+                checks["redis"] = bool(await state.limits_storage.check())
+        except Exception:
+            checks["redis"] = False
+    state.metrics.readiness(checks)
+    return checks
+
+
 @router.get(
     "/metrics",
     response_class=Response,
@@ -35,6 +50,9 @@ async def healthz(request: Request) -> Health:
     summary="Prometheus metrics (text exposition format)",
 )
 async def metrics(request: Request) -> Response:
+    # Readiness is checked at each scrape, so `agenthub_ready` is never older than the scrape
+    # and costs nothing when nobody scrapes.
+    await readiness(request.app.state)
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -45,17 +63,8 @@ async def metrics(request: Request) -> Response:
     summary="Readiness: the database answers",
 )
 async def readyz(request: Request) -> JSONResponse:
-    ok = await request.app.state.services.db.ping()
-    checks = {"db": "ok" if ok else "error"}
-    limits_store = request.app.state.limits_storage
-    if request.app.state.services.settings.redis_url:
-        try:
-            async with asyncio.timeout(2):
-                redis_ok = bool(await limits_store.check())
-        except Exception:
-            redis_ok = False
-        checks["redis"] = "ok" if redis_ok else "error"
-        ok = ok and redis_ok
-    if ok:
-        return JSONResponse({"status": "ready", "checks": checks})
-    return JSONResponse({"status": "not_ready", "checks": checks}, status_code=503)
+    checks = await readiness(request.app.state)
+    body = {name: "ok" if ok else "error" for name, ok in checks.items()}
+    if all(checks.values()):
+        return JSONResponse({"status": "ready", "checks": body})
+    return JSONResponse({"status": "not_ready", "checks": body}, status_code=503)

@@ -129,7 +129,8 @@ class RequestContextMiddleware:
                 await send_error(send_with_headers, 500, "internal", "internal server error")
         finally:
             route = _route_of(scope, self.templates)
-            self.metrics.http_request(scope["method"], route, status)
+            duration = time.perf_counter() - started
+            self.metrics.http_request(scope["method"], route, status, duration)
             principal = scope.get("state", {}).get("principal")
             if principal is not None:
                 context.agent_id.set(str(principal.agent_id))
@@ -142,7 +143,7 @@ class RequestContextMiddleware:
                     "method": scope["method"],
                     "route": route,
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(duration * 1000, 2),
                 },
             )
             context.agent_id.reset(agent_token)
@@ -211,6 +212,7 @@ class RateLimitMiddleware:
         unauth_per_min: int,
         auth_per_min: int,
         on_storage_error: Callable[[Exception], Awaitable[None]] | None = None,
+        on_refused: Callable[[], None] | None = None,
     ) -> None:
         self.app = app
         self.limiter = limiter
@@ -218,6 +220,7 @@ class RateLimitMiddleware:
         self.unauth: RateLimitItem = RateLimitItemPerMinute(unauth_per_min)
         self.auth: RateLimitItem = RateLimitItemPerMinute(auth_per_min)
         self.on_storage_error = on_storage_error
+        self.on_refused = on_refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not str(scope["path"]).startswith("/api/"):
@@ -241,6 +244,8 @@ class RateLimitMiddleware:
         if allowed:
             await self.app(scope, receive, send)
             return
+        if self.on_refused is not None:
+            self.on_refused()
         retry = max(1, math.ceil(stats.reset_time - time.time()))
         await send_error(
             send,

@@ -1,13 +1,16 @@
-"""Prometheus metrics: the seed's six, with its names, types and labels, in a registry of the
-app's own (plus the process, platform and garbage-collector collectors).
+"""Prometheus metrics: the seed's six, with its names, types and labels, and what an operator's
+alerts need beside them (HTTP latency, readiness, rate-limit refusals, database errors and
+connection pools), in a registry of the app's own (plus the process, platform and
+garbage-collector collectors). docs/METRICS.md describes each one; a test keeps them in step.
 
-Label values stay bounded: HTTP routes are templates (unknown paths share one value), events
-and database operations come from fixed lists, and ids appear only where the seed puts them
-(`room_id` on messages)."""
+Label values stay bounded: HTTP routes are templates (unknown paths share one value), events,
+database operations, error kinds, transports, checks and pools come from fixed lists, and ids
+appear only where the seed puts them (`room_id` on messages)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import prometheus_client
@@ -18,12 +21,21 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 DB_OPERATIONS = frozenset({"select", "insert", "update", "delete", "begin", "commit", "rollback"})
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 UNMATCHED = "unmatched"
+DB_ERROR_KINDS = ("unavailable", "error")
+RATE_LIMITED_TRANSPORTS = ("http", "socket")
+# Socket.IO's long-polling GETs are parked by design for up to the ping interval: timing them
+# would report the ping interval as HTTP latency.
+UNTIMED_ROUTES = frozenset({"/socket.io/"})
+
+# (pool name, connections checked out now, the most it hands out: size plus overflow)
+PoolUsage = tuple[str, int, int]
 
 # `*_created` series double every counter's output for no use here.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -65,13 +77,63 @@ class Metrics:
             buckets=DB_BUCKETS,
             registry=r,
         )
+        self.http_request_duration = Histogram(
+            "agenthub_http_request_duration_seconds",
+            "HTTP request handling time, from receipt to the end of the answer",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ready = Gauge(
+            "agenthub_ready", "1 when GET /readyz would answer 200, else 0", registry=r
+        )
+        self.dependency_up = Gauge(
+            "agenthub_dependency_up",
+            "1 when a readiness check passes (db, redis), else 0",
+            ["dependency"],
+            registry=r,
+        )
+        self.rate_limit_refusals = Counter(
+            "agenthub_rate_limit_refusals_total",
+            "Requests (http) and Socket.IO events (socket) refused by a rate limit",
+            ["transport"],
+            registry=r,
+        )
+        self.db_errors = Counter(
+            "agenthub_db_errors_total",
+            "Database operations that failed: unavailable (unreachable, timed out, locked)"
+            " or error (any other database error; constraint conflicts are not counted)",
+            ["kind"],
+            registry=r,
+        )
+        # Counters start at 0 for every label value, so that rate() sees the first increase
+        # and an alert on them has a series to evaluate before anything goes wrong.
+        for kind in DB_ERROR_KINDS:
+            self.db_errors.labels(kind)
+        for transport in RATE_LIMITED_TRANSPORTS:
+            self.rate_limit_refusals.labels(transport)
+        self.pools = PoolCollector()
+        r.register(self.pools)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def http_request(self, method: str, route: str, status: int) -> None:
+    def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in HTTP_METHODS else "OTHER"
         self.http_requests_total.labels(method, route, str(status)).inc()
+        if route not in UNTIMED_ROUTES:
+            self.http_request_duration.labels(method, route).observe(seconds)
+
+    def readiness(self, checks: dict[str, bool]) -> None:
+        for name, ok in checks.items():
+            self.dependency_up.labels(name).set(1 if ok else 0)
+        self.ready.set(1 if all(checks.values()) else 0)
+
+    def rate_limited(self, transport: str) -> None:
+        self.rate_limit_refusals.labels(transport).inc()
+
+    def db_error(self, kind: str) -> None:
+        self.db_errors.labels(kind if kind in DB_ERROR_KINDS else "error").inc()
 
     def db_query(self, statement: str, seconds: float) -> None:
         word = statement.lstrip()[:8].split(None, 1)
@@ -80,6 +142,45 @@ class Metrics:
 
     def message_stored(self, room_id: Any) -> None:
         self.messages_total.labels(str(room_id)).inc()
+
+
+class PoolCollector:
+    """`agenthub_db_pool_in_use` and `agenthub_db_pool_max`, read from the connection pools at
+    scrape time (two integer reads per pool: no task, and never stale). The pools exist only
+    while the app's lifespan runs; `watch` is called with their source then, and with None
+    when it ends."""
+
+    def __init__(self) -> None:
+        self._source: Callable[[], Iterable[PoolUsage]] | None = None
+
+    def watch(self, source: Callable[[], Iterable[PoolUsage]] | None) -> None:
+        self._source = source
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        in_use, most = self._families()
+        for name, checked_out, capacity in self._source() if self._source else ():
+            in_use.add_metric([name], checked_out)
+            most.add_metric([name], capacity)
+        yield in_use
+        yield most
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "agenthub_db_pool_in_use",
+                "Database connections checked out of the pool now",
+                labels=["pool"],
+            ),
+            GaugeMetricFamily(
+                "agenthub_db_pool_max",
+                "The most connections the pool hands out (its size plus its overflow)",
+                labels=["pool"],
+            ),
+        )
 
 
 def now() -> float:

@@ -316,6 +316,7 @@ class Hub:
             if self.draining:
                 return error_ack(Unavailable("the server is shutting down; reconnect shortly"))
             if not state.window.allow():
+                self.metrics.rate_limited("socket")
                 limit = self.settings.rate_limit_socket_per_sec
                 return error_ack(RateLimited(f"more than {limit} events per second", 1))
             payload = args[0] if args else None
