@@ -6,8 +6,8 @@
 #   podman build --format docker -t agenthub .    (or: docker build -t agenthub .)
 #   docker run -d -p 3000:3000 -e JWT_SECRET=... -v agenthub-data:/var/lib/agenthub agenthub
 #
-# Python packages are installed from requirements.lock (`uv pip compile`, with hashes), so two builds
-# of one commit install the same versions; `make lock` regenerates it after pyproject changes.
+# Python packages come from requirements.lock (`uv pip compile`, with hashes): two builds of one
+# commit install the same versions. `make lock` regenerates it after pyproject changes.
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
