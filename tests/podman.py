@@ -66,12 +66,45 @@ def _image_exists(ref: str) -> bool:
     )
 
 
-def build(tag: str, context: Path) -> None:
+def build_args(tag: str, context: Path) -> list[str]:
     """`podman build` as the README documents it: local base only, Docker format (HEALTHCHECK)."""
-    args = ["build", "--pull=never", "--format", "docker", "-t", tag]
+    args = ["podman", "build", "--pull=never", "--format", "docker", "-t", tag]
     if CA_BUNDLE.exists():  # this machine's TLS-inspecting proxy; without it pip uses its own CAs
         args += ["--secret", f"id=ca,src={CA_BUNDLE}"]
-    podman(*args, str(context), timeout=BUILD_TIMEOUT_S)
+    return [*args, str(context)]
+
+
+def build(tag: str, context: Path) -> None:
+    podman(*build_args(tag, context)[1:], timeout=BUILD_TIMEOUT_S)
+
+
+class BackgroundBuild:
+    """A build that runs while the test session does other work; `wait()` collects it."""
+
+    def __init__(self, tag: str, context: Path, log: Path) -> None:
+        self.tag, self.log = tag, log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                build_args(tag, context), stdout=out, stderr=subprocess.STDOUT
+            )
+
+    def wait(self) -> str:
+        try:
+            code = self.proc.wait(BUILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(f"building {self.tag} took over {BUILD_TIMEOUT_S}s") from None
+        assert code == 0, f"building {self.tag} failed:\n{self.log.read_text()[-3000:]}"
+        return self.tag
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
 
 
 def wait_ready(url: str, container: str) -> None:

@@ -28,10 +28,26 @@ WAIT = 15
 
 
 @pytest.fixture(scope="session")
-def image() -> str:
+def postgres_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pm.BackgroundBuild]:
+    """The compose test's PostgreSQL image, built while AgentHub's image builds."""
     pm.ensure_podman()
+    log = tmp_path_factory.mktemp("build") / "postgres-build.log"
+    build = pm.BackgroundBuild(pm.POSTGRES_IMAGE, pm.SCRIPTS / "postgres", log)
+    try:
+        yield build
+    finally:
+        build.stop()
+
+
+@pytest.fixture(scope="session")
+def image(postgres_build: pm.BackgroundBuild) -> str:
     pm.build(pm.IMAGE, pm.ROOT)
     return pm.IMAGE
+
+
+@pytest.fixture(scope="session")
+def postgres_image(postgres_build: pm.BackgroundBuild) -> str:
+    return postgres_build.wait()
 
 
 def seed(container: str) -> dict[str, str]:
@@ -140,12 +156,6 @@ def test_image_serves_two_agents_and_stops_cleanly_on_sigterm(
     state = json.loads(pm.podman("inspect", name, "--format", "{{json .State}}"))
     assert state["Status"] == "exited", state
     assert state["ExitCode"] == 0, (state, pm.podman("logs", name, check=False))
-
-
-@pytest.fixture(scope="session")
-def postgres_image(image: str) -> str:
-    pm.build(pm.POSTGRES_IMAGE, pm.SCRIPTS / "postgres")
-    return pm.POSTGRES_IMAGE
 
 
 def test_lan_stack_keeps_every_message_across_down_and_up(
