@@ -117,8 +117,11 @@ def test_image_installs_only_the_lock() -> None:
     assert "--require-hashes --no-deps -r /tmp/requirements.lock" in dockerfile
     assert "--no-deps --no-build-isolation --no-index /src" in dockerfile
     assert "pip check" in dockerfile
-    ignored = (ROOT / ".dockerignore").read_text().split()
-    assert ignored[ignored.index("*") :][:1] == ["*"]  # allow-list: .env, .venv, data stay out
+    # .dockerignore is an allow-list: everything is out (.env, .venv, data, .git) but the sources.
+    rules = [ln for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln[:1] not in "#"]
+    assert rules[0] == "*"
+    allowed = {ln[1:].rstrip("/") for ln in rules if ln.startswith("!")}
+    assert allowed == {"Dockerfile", "requirements.lock", "pyproject.toml", "README.md", "agenthub"}
 
 
 # ---- compose files ----
