@@ -215,7 +215,14 @@ def test_lan_stack_keeps_every_message_across_down_and_up(
             said = asyncio.run(converse(base_url, alpha, beta, "before"))
             assert history(base_url, alpha) == said
 
-            compose("down")  # without -v: the named volume stays
+            # Only named volumes: nothing anonymous is orphaned by `down`.
+            for service, volume in (("agenthub", "agenthub-data"), ("postgres", "pgdata")):
+                mounts = json.loads(
+                    pm.podman("inspect", f"{project}_{service}_1", "--format", "{{json .Mounts}}")
+                )
+                assert [m.get("Name") for m in mounts] == [f"{project}_{volume}"], mounts
+
+            compose("down")  # without -v: the named volumes stay
             assert pm.podman("ps", "-aq", "--filter", f"name={app}") == ""
             compose("up", "-d", "--no-build")
             pm.wait_ready(f"{base_url}/readyz", app)
