@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint format typecheck pytest js-deps install bench clean
+.PHONY: run test check lint format typecheck pytest js-deps install bench clean lock
 
 run: $(STAMP)
 	$(BIN)/agenthub serve
@@ -54,6 +54,12 @@ $(STAMP): $(VENV)/bin/python pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# requirements.lock: every package the container image installs, pinned with hashes, for every
+# Python >= 3.11 (markers kept). Rerun after changing pyproject's dependencies; unchanged pins stay.
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --group build --universal --python-version 3.11 \
+	  --generate-hashes --quiet --custom-compile-command "make lock" -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info tests/js/node_modules

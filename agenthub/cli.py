@@ -127,11 +127,24 @@ async def bootstrap_admin(services: Services) -> str | None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default: HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: PORT).")] = None,
+    reload: Annotated[
+        bool,
+        typer.Option(
+            "--reload",
+            help="Development only: restart when a source file changes (refused in production).",
+        ),
+    ] = False,
 ) -> None:
     """Run the server: applies migrations first; on an empty database creates the admin."""
     from agenthub import server
 
     settings = settings_or_exit()
+    if reload and settings.is_production:
+        raise fail(
+            "--reload is for development: it serves without draining sockets on shutdown; "
+            "unset it, or set AGENTHUB_ENV=development",
+            2,
+        )
     if host:
         settings.host = host
     if port:
@@ -150,7 +163,10 @@ def serve(
         )
         sys.stdout.flush()
     typer.echo(f"agenthub: listening on {base} (API docs at {base}/docs)", err=True)
-    server.run(settings)
+    if reload:
+        server.run_reloading(settings)
+    else:
+        server.run(settings)
 
 
 @app.command()

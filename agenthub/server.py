@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 
+import agenthub
 from agenthub.app import build
-from agenthub.config import Settings
+from agenthub.config import Settings, load_settings
 from agenthub.observability import logging as logs
 from agenthub.realtime.hub import Hub
 
@@ -36,19 +38,46 @@ class AgentHubServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def _options(settings: Settings) -> dict[str, object]:
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "ws_per_message_deflate": False,
+        "lifespan": "on",
+        "server_header": False,
+        "timeout_graceful_shutdown": GRACE_SECONDS,
+        "log_config": None,  # configured by logs.setup
+        "access_log": False,  # RequestContextMiddleware logs requests, without query strings
+    }
+
+
 def run(settings: Settings) -> None:
     logs.setup(settings.log_level, settings.json_logs)
     app, hub = build(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        ws_per_message_deflate=False,
-        lifespan="on",
-        server_header=False,
-        timeout_graceful_shutdown=GRACE_SECONDS,
-        log_config=None,  # configured by logs.setup
-        access_log=False,  # RequestContextMiddleware logs requests, without query strings
+    AgentHubServer(uvicorn.Config(app, **_options(settings)), hub).run()  # type: ignore[arg-type]
+
+
+def run_reloading(settings: Settings) -> None:
+    """Development only: restart the app whenever a file of the package changes.
+
+    uvicorn's reloader serves from a fresh child process, which builds the app from the import
+    string below, so the settings are read again there from the same environment (host and port
+    are the reloader's). That child runs a plain uvicorn server, without the socket drain of
+    `AgentHubServer`: fine for a developer, not for production (the CLI refuses it there).
+    """
+    logs.setup(settings.log_level, settings.json_logs)
+    uvicorn.run(
+        "agenthub.server:reloadable_app",
+        factory=True,
+        reload=True,
+        reload_dirs=[str(Path(agenthub.__file__).parent)],
+        **_options(settings),  # type: ignore[arg-type]
     )
-    AgentHubServer(config, hub).run()
+
+
+def reloadable_app() -> object:
+    """The factory `run_reloading` names: the app for the reloader's child process."""
+    settings = load_settings()
+    logs.setup(settings.log_level, settings.json_logs)
+    return build(settings)[0]
