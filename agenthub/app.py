@@ -97,10 +97,13 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         app.include_router(router)
     docs.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
 
-    # Outermost first: request context and headers, CORS, rate limits, then Socket.IO or FastAPI.
+    # Outermost first: request context and headers, CORS, rate limits, the body limit, then
+    # Socket.IO or FastAPI.
     asgi = hub.asgi(app)
+    # Around Socket.IO too: engine.io answers an oversized polling POST only once a poll takes
+    # the session's CLOSE packet, so without this the request hangs (and holds the shutdown).
+    asgi = BodyLimitMiddleware(asgi, settings.max_body_bytes)
     asgi = RateLimitMiddleware(
         asgi,
         SlidingWindowCounterRateLimiter(limits_storage),

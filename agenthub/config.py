@@ -60,6 +60,8 @@ EXPECTED: dict[str, str] = {
     "PRESENCE_SWEEP_SECONDS": "a number of seconds above 0",
     "SOCKETIO_PING_INTERVAL": "a number of seconds above 0",
     "SOCKETIO_PING_TIMEOUT": "a number of seconds above 0",
+    "SOCKET_AUTH_DEADLINE_SECONDS": "a number of seconds above 0",
+    "MAX_UNAUTHENTICATED_PER_IP": "a whole number of sessions, at least 1",
 }
 
 
@@ -107,6 +109,9 @@ class Settings(BaseSettings):
     presence_sweep_seconds: float = Field(default=5.0, gt=0)
     socketio_ping_interval: float = Field(default=25.0, gt=0)
     socketio_ping_timeout: float = Field(default=20.0, gt=0)
+    # Engine.IO sessions not yet connected to /agents with a valid token (realtime/admission.py).
+    socket_auth_deadline_seconds: float = Field(default=10.0, gt=0)
+    max_unauthenticated_per_ip: int = Field(default=100, ge=1)
 
     rate_limit_unauth_per_min: int = Field(default=100, ge=1)
     rate_limit_auth_per_min: int = Field(default=600, ge=1)

@@ -44,6 +44,10 @@ def _options(settings: Settings) -> dict[str, object]:
         "port": settings.port,
         "log_level": settings.log_level,
         "ws_per_message_deflate": False,
+        # A frame's declared length is checked before its payload is read: a frame over the
+        # limit closes the connection (1009) instead of being buffered (16 MiB by default),
+        # before any authentication. Engine.IO checks the same limit only after buffering.
+        "ws_max_size": settings.max_body_bytes,
         "lifespan": "on",
         "server_header": False,
         "timeout_graceful_shutdown": GRACE_SECONDS,

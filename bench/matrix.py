@@ -37,6 +37,8 @@ UNLIMITED = {
     "RATE_LIMIT_UNAUTH_PER_MIN": "100000000",
     "RATE_LIMIT_AUTH_PER_MIN": "100000000",
     "RATE_LIMIT_SOCKET_PER_SEC": "100000",
+    # Up to 4 workers x 50 handshakes in flight from 127.0.0.1, each pending until its connect.
+    "MAX_UNAUTHENTICATED_PER_IP": "100000",
 }
 
 

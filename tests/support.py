@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -52,6 +53,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def loopback_address() -> str:
+    """An address of its own on the loopback network (127.x.y.z), for a client whose per-IP
+    counters (rate limits, pending Socket.IO sessions) must start at zero."""
+    return f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
 
 
 def uniq(prefix: str) -> str:

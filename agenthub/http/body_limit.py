@@ -1,9 +1,13 @@
 """Refuse request bodies over the limit with 413, without reading the rest of them.
 
 A declared `Content-Length` over the limit is refused before the app runs. A chunked body
-(no length) is counted as it is read: once it passes the limit, the app's read fails, and
-whatever the app would have answered to that (frameworks typically turn a failed body read
-into a 400) is replaced by the 413 here, so the status never depends on how the app reacts.
+(no length) is counted as it is read: once it passes the limit, the app reads a disconnect (as
+if the client had gone), and whatever the app would have answered to that (FastAPI answers a
+failed body read with a 400, engine.io reads a short body) is replaced by the 413 here, so the
+status never depends on how the app reacts.
+
+It wraps Socket.IO's polling requests as well as the API: engine.io itself answers an
+oversized POST only once a poll takes the session's CLOSE packet, which may be never.
 """
 
 from __future__ import annotations
@@ -11,8 +15,6 @@ from __future__ import annotations
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from agenthub.errors import PayloadTooLarge
 
 
 def _too_large_body(limit: int) -> bytes:
@@ -50,8 +52,9 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:  # chunked upload without Content-Length
+                    # Not an exception: engine.io logs any error of a body read as its own.
                     exceeded = True
-                    raise PayloadTooLarge(f"request body exceeds {self.max_bytes} bytes")
+                    return {"type": "http.disconnect"}
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -71,6 +74,9 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, send: Send) -> None:
         body = _too_large_body(self.max_bytes)
+        # No `Connection: close`: closing with the rest of the body unread makes the kernel
+        # reset the connection, which often destroys the 413 before the client (still sending)
+        # reads it. Kept open, the server discards the rest of the body as it arrives.
         await send(
             {
                 "type": "http.response.start",
@@ -78,7 +84,6 @@ class BodyLimitMiddleware:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
                 ],
             }
         )

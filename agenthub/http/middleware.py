@@ -202,7 +202,12 @@ class CorsMiddleware:
 
 class RateLimitMiddleware:
     """Per client IP for requests without a valid session JWT (POST /sessions included), per
-    agent with one. A verified principal is left in the request state for the routes."""
+    agent with one. A verified principal is left in the request state for the routes.
+
+    Only the API (`/api/`) is counted. Socket.IO handshakes are not: a machine running many
+    agents must be able to reconnect them all at once after a restart (and a load test opens
+    thousands of sockets from one address); unauthenticated sessions are bounded by count and
+    deadline instead (realtime/admission.py)."""
 
     def __init__(
         self,

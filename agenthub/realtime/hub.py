@@ -36,6 +36,7 @@ from agenthub.errors import (
 )
 from agenthub.http.origins import origin_allowed, parse_origins
 from agenthub.observability.metrics import Metrics
+from agenthub.realtime.admission import Admission
 from agenthub.realtime.presence import Presence
 from agenthub.realtime.ratelimit import SlidingWindow
 from agenthub.rooms.schemas import RoomPublic
@@ -103,6 +104,10 @@ class Hub:
             engineio_logger=False,
             json=_OrJson,
         )
+        self.admission = Admission(
+            settings.socket_auth_deadline_seconds, settings.max_unauthenticated_per_ip
+        )
+        self.admission.install(self.sio.eio)
         self.services: Services | None = None
         self.sockets: dict[str, SocketState] = {}
         self.presence = Presence()
@@ -140,6 +145,7 @@ class Hub:
         Long-polling GETs are tracked so that `drain` can end them: engine.io parks each one
         for up to ping_interval + ping_timeout, even after its session is gone."""
         inner = socketio.ASGIApp(self.sio, other_asgi_app=other_app, socketio_path="socket.io")
+        inner = self.admission.guard(inner)
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             task = asyncio.current_task()
@@ -277,6 +283,7 @@ class Hub:
             if not isinstance(exc, AppError):
                 log.error("connect failed: %s", type(exc).__name__)
             raise socketio.exceptions.ConnectionRefusedError(reason) from None
+        self.admission.authenticated(environ)
 
     def _authenticate(self, environ: dict[str, Any], auth: Any) -> Principal:
         assert self.services is not None
