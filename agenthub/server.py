@@ -47,6 +47,8 @@ def run(settings: Settings) -> None:
         ws_per_message_deflate=False,
         lifespan="on",
         server_header=False,
+        # Never uvicorn's default trust of 127.0.0.1: the app applies TRUSTED_PROXIES itself.
+        proxy_headers=False,
         timeout_graceful_shutdown=GRACE_SECONDS,
         log_config=None,  # configured by logs.setup
         access_log=False,  # RequestContextMiddleware logs requests, without query strings

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agenthub.auth.jwt import Principal
 from agenthub.errors import AppError
 from agenthub.http.origins import OriginRule, origin_allowed
+from agenthub.http.proxies import client_host
 from agenthub.observability import context
 from agenthub.observability.metrics import UNMATCHED, Metrics
 
@@ -142,6 +143,7 @@ class RequestContextMiddleware:
                     "method": scope["method"],
                     "route": route,
                     "status": status,
+                    "client": client_host(scope),
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
@@ -228,8 +230,7 @@ class RateLimitMiddleware:
             scope.setdefault("state", {})["principal"] = principal
             item, key = self.auth, f"agent:{principal.agent_id}"
         else:
-            client = scope.get("client")
-            item, key = self.unauth, f"ip:{client[0] if client else 'unknown'}"
+            item, key = self.unauth, f"ip:{client_host(scope)}"
         try:
             allowed = await self.limiter.hit(item, key)
             if not allowed:
