@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -55,7 +56,7 @@ def main() -> None:
             def secret() -> str:
                 return secrets.token_urlsafe(32)
 
-            kinds = {
+            kinds: dict[str, Callable[[], str]] = {
                 "malformed": lambda: "agt_short",
                 "unknown prefix": lambda: f"agt_{secrets.token_urlsafe(6)[:6]}_{secret()}",
                 "known prefix, wrong secret": lambda: f"{known_prefix}_{secret()}",
