@@ -99,11 +99,13 @@ class RequestContextMiddleware:
         self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = _header(scope, b"x-request-id")
-        rid = given if given and REQUEST_ID.match(given) else uuid.uuid4().hex
+        rid = _request_id(scope)
         rid_token = context.request_id.set(rid)
         agent_token = context.agent_id.set(None)
         started = time.perf_counter()
@@ -149,6 +151,47 @@ class RequestContextMiddleware:
             )
             context.agent_id.reset(agent_token)
             context.request_id.reset(rid_token)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket upgrade is answered in HTTP too: the 101 and, where the server lets the
+        app write a refusal (ASGI's `websocket.http.response` extension, which uvicorn has),
+        the refusal carry the request id and security headers like every other answer.
+
+        Engine.IO refuses a bad sid, transport, protocol version or origin by closing before
+        accepting; the server would then answer a bare 403 of its own. Here the 403 keeps its
+        status and gets engine.io's reason as its body, as the polling transport's 400 has."""
+        extra = [(b"x-request-id", _request_id(scope).encode()), *self.security_headers]
+        can_answer = "websocket.http.response" in (scope.get("extensions") or {})
+        accepted = answered = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal accepted, answered
+            if answered:  # the refusal is written: nothing else may follow it
+                return
+            if message["type"] == "websocket.accept":
+                accepted = True
+                message["headers"] = [*message.get("headers", []), *extra]
+            elif message["type"] == "websocket.close" and not accepted and can_answer:
+                answered = True
+                body = str(message.get("reason") or "upgrade refused").encode()
+                headers = [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    *extra,
+                ]
+                await send(
+                    {"type": "websocket.http.response.start", "status": 403, "headers": headers}
+                )
+                await send({"type": "websocket.http.response.body", "body": body})
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _request_id(scope: Scope) -> str:
+    given = _header(scope, b"x-request-id")
+    return given if given and REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
 class CorsMiddleware:

@@ -96,6 +96,10 @@ class Hub:
             async_mode="asgi",
             # The same rules as HTTP (CIDR entries included), not engine.io's exact-match list.
             cors_allowed_origins=self._origin_allowed,
+            # No cookies anywhere (tokens travel in the auth payload), so no
+            # Access-Control-Allow-Credentials: engine.io would send it on every answer,
+            # refusals of foreign origins included. HTTP CORS never sends it either.
+            cors_credentials=False,
             max_http_buffer_size=settings.max_body_bytes,
             ping_interval=settings.socketio_ping_interval,
             ping_timeout=settings.socketio_ping_timeout,
