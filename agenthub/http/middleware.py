@@ -155,7 +155,7 @@ class RequestContextMiddleware:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A WebSocket upgrade is answered in HTTP too: the 101 and, where the server lets the
         app write a refusal (ASGI's `websocket.http.response` extension, which uvicorn has),
-        the refusal carry the request id and security headers like every other answer.
+        every refusal carry the request id and security headers like every other answer.
 
         Engine.IO refuses a bad sid, transport, protocol version or origin by closing before
         accepting; the server would then answer a bare 403 of its own. Here the 403 keeps its
@@ -168,8 +168,8 @@ class RequestContextMiddleware:
             nonlocal accepted, answered
             if answered:  # the refusal is written: nothing else may follow it
                 return
-            if message["type"] == "websocket.accept":
-                accepted = True
+            if message["type"] in ("websocket.accept", "websocket.http.response.start"):
+                accepted = True  # (or answered in HTTP by the app itself)
                 message["headers"] = [*message.get("headers", []), *extra]
             elif message["type"] == "websocket.close" and not accepted and can_answer:
                 answered = True
