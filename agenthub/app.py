@@ -31,6 +31,7 @@ from agenthub.http.middleware import (
     RouteTemplates,
 )
 from agenthub.http.origins import parse_origins
+from agenthub.http.proxies import trust_proxies
 from agenthub.messages.http import router as messages_router
 from agenthub.observability.metrics import Metrics
 from agenthub.realtime.hub import Hub
@@ -98,8 +99,8 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
     docs.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
-    # Outermost first: request context and headers, CORS, rate limits, the body limit, then
-    # Socket.IO or FastAPI.
+    # Outermost first: the client's address (from a trusted proxy's X-Forwarded-For), request
+    # context and headers, CORS, rate limits, the body limit, then Socket.IO or FastAPI.
     asgi = hub.asgi(app)
     # Around Socket.IO too: engine.io answers an oversized polling POST only once a poll takes
     # the session's CLOSE packet, so without this the request hangs (and holds the shutdown).
@@ -116,7 +117,7 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
     asgi = CorsMiddleware(asgi, parse_origins(settings.allowed_origins))
     templates = RouteTemplates(lambda: app.openapi()["paths"])
     asgi = RequestContextMiddleware(asgi, metrics, security_headers(settings), templates)
-    return asgi, hub
+    return trust_proxies(asgi, settings.trusted_proxies), hub
 
 
 def security_headers(settings: Settings) -> list[tuple[bytes, bytes]]:

@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from agenthub.http.origins import parse_origins
+from agenthub.http.proxies import parse_trusted_proxies
 
 log = logging.getLogger("agenthub.config")
 
@@ -62,6 +63,7 @@ EXPECTED: dict[str, str] = {
     "SOCKETIO_PING_TIMEOUT": "a number of seconds above 0",
     "SOCKET_AUTH_DEADLINE_SECONDS": "a number of seconds above 0",
     "MAX_UNAUTHENTICATED_PER_IP": "a whole number of sessions, at least 1",
+    "TRUSTED_PROXIES": "comma-separated proxy addresses or CIDR networks like 10.0.0.0/8",
 }
 
 
@@ -100,6 +102,8 @@ class Settings(BaseSettings):
     postgres_db: str | None = None
 
     allowed_origins: Annotated[list[str], NoDecode] = ["http://localhost:3000"]
+    # Peers whose X-Forwarded-For names the client (see http/proxies.py); none by default.
+    trusted_proxies: Annotated[list[str], NoDecode] = []
     feature_messaging_enabled: bool = True
     max_message_bytes: int = Field(default=65536, ge=1, le=1024 * 1024)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
@@ -125,6 +129,18 @@ class Settings(BaseSettings):
     def _origin_rules(cls, v: list[str]) -> list[str]:
         parse_origins(v)  # raises with a sentence naming the bad entry
         return v
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: list[str]) -> list[str]:
+        return parse_trusted_proxies(v)  # raises with a sentence naming the bad entry
 
     @field_validator("redis_url")
     @classmethod

@@ -50,6 +50,8 @@ def _options(settings: Settings) -> dict[str, object]:
         "ws_max_size": settings.max_body_bytes,
         "lifespan": "on",
         "server_header": False,
+        # Never uvicorn's default trust of 127.0.0.1: the app applies TRUSTED_PROXIES itself.
+        "proxy_headers": False,
         "timeout_graceful_shutdown": GRACE_SECONDS,
         "log_config": None,  # configured by logs.setup
         "access_log": False,  # RequestContextMiddleware logs requests, without query strings

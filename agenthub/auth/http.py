@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from agenthub.auth.schemas import SessionPublic, TokenCreate, TokenIssued, TokenList
 from agenthub.http.deps import CurrentAgent, ServicesDep, bearer_token
+from agenthub.http.proxies import client_host
 from agenthub.wire import error_responses
 
 router = APIRouter(prefix="/api/v1")
@@ -30,7 +31,8 @@ async def open_session(
     services: ServicesDep,
     _creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_api_token)],
 ) -> SessionPublic:
-    session, agent = await services.auth.open_session(bearer_token(request))
+    token = bearer_token(request)
+    session, agent = await services.auth.open_session(token, client_host(request.scope))
     return SessionPublic(token=session.token, expires_at=session.expires_at, agent=agent)
 
 

@@ -26,26 +26,37 @@ class AuthService:
         self.db = db
         self.signer = signer
 
-    async def open_session(self, api_token: str | None) -> tuple[IssuedSession, AgentPublic]:
-        """Trade an API token for a session JWT; every failure is the same 401 to the caller."""
+    async def open_session(
+        self, api_token: str | None, client: str | None = None
+    ) -> tuple[IssuedSession, AgentPublic]:
+        """Trade an API token for a session JWT; every failure is the same 401 to the caller.
+
+        Every well-formed token costs exactly one Argon2 verify, whatever its prefix finds
+        (against a dummy hash for an unknown prefix): an unknown, revoked or expired prefix
+        must take as long as a wrong secret, or the answer's timing tells which prefixes exist.
+        Malformed tokens skip it (their sender knows they are malformed). The per-IP rate limit
+        and the hashing's CPU limiter bound what unknown prefixes can cost, as for known ones.
+        `client` is the caller's address (see http/proxies.py), recorded in the audit row."""
         prefix = tokens.prefix_of(api_token) if api_token else None
         if api_token is None or prefix is None:
-            await self._login_failed(None, "malformed", None)
+            await self._login_failed(None, "malformed", None, client)
         async with self.db.read() as conn:
             row = await store.with_agent_by_prefix(conn, prefix)
+        matches = await tokens.verify_token(row.hash_argon2id if row else None, api_token)
         if row is None:
-            await self._login_failed(None, "unknown", prefix)
+            await self._login_failed(None, "unknown", prefix, client)
         if row.revoked_at is not None:
-            await self._login_failed(row.agent_id, "revoked", prefix)
+            await self._login_failed(row.agent_id, "revoked", prefix, client)
         if row.expires_at is not None and row.expires_at <= utcnow():
-            await self._login_failed(row.agent_id, "expired", prefix)
-        if not await tokens.verify_token(row.hash_argon2id, api_token):
-            await self._login_failed(row.agent_id, "mismatch", prefix)
+            await self._login_failed(row.agent_id, "expired", prefix, client)
+        if not matches:
+            await self._login_failed(row.agent_id, "mismatch", prefix, client)
 
         session = self.signer.issue(row.agent_id, row.agent_role)
         async with self.db.write() as conn:
             await store.touch(conn, row.id)
-            await audit.record(conn, "login", row.agent_id, {"prefix": prefix, "jti": session.jti})
+            payload = {"prefix": prefix, "jti": session.jti, "ip": client}
+            await audit.record(conn, "login", row.agent_id, payload)
         agent = AgentPublic(
             id=row.agent_id,
             name=row.agent_name,
@@ -55,9 +66,12 @@ class AuthService:
         )
         return session, agent
 
-    async def _login_failed(self, agent_id: Any, reason: str, prefix: str | None) -> NoReturn:
+    async def _login_failed(
+        self, agent_id: Any, reason: str, prefix: str | None, client: str | None
+    ) -> NoReturn:
+        payload = {"reason": reason, "prefix": prefix, "ip": client}
         async with self.db.write() as conn:
-            await audit.record(conn, "login-failed", agent_id, {"reason": reason, "prefix": prefix})
+            await audit.record(conn, "login-failed", agent_id, payload)
         raise Unauthorized("invalid, expired or revoked API token")
 
     async def issue_token(

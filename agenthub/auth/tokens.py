@@ -6,6 +6,7 @@ at most one per core, so a burst of logins neither blocks the event loop nor bal
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -43,12 +44,23 @@ async def hash_token(token: str) -> str:
     return await anyio.to_thread.run_sync(_hasher.hash, token, limiter=_cpu_limiter())
 
 
-def _verify(stored: str, token: str) -> bool:
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash of a secret nobody holds, with the real parameters: verifying against it costs
+    what verifying against a stored token's hash costs, and never succeeds."""
+    return _hasher.hash(secrets.token_urlsafe(32))
+
+
+def _verify(stored: str | None, token: str) -> bool:
     try:
+        if stored is None:
+            _hasher.verify(_dummy_hash(), token)
+            return False
         return _hasher.verify(stored, token)
     except (VerificationError, InvalidHashError):
         return False
 
 
-async def verify_token(stored: str, token: str) -> bool:
+async def verify_token(stored: str | None, token: str) -> bool:
+    """Whether `token` matches the `stored` hash; with None, the same work and False."""
     return await anyio.to_thread.run_sync(_verify, stored, token, limiter=_cpu_limiter())

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from agenthub.auth.jwt import Principal
 from agenthub.errors import AppError
 from agenthub.http.origins import OriginRule, origin_allowed
+from agenthub.http.proxies import client_host
 from agenthub.observability import context
 from agenthub.observability.metrics import UNMATCHED, Metrics
 
@@ -98,11 +99,13 @@ class RequestContextMiddleware:
         self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = _header(scope, b"x-request-id")
-        rid = given if given and REQUEST_ID.match(given) else uuid.uuid4().hex
+        rid = _request_id(scope)
         rid_token = context.request_id.set(rid)
         agent_token = context.agent_id.set(None)
         started = time.perf_counter()
@@ -143,11 +146,53 @@ class RequestContextMiddleware:
                     "method": scope["method"],
                     "route": route,
                     "status": status,
+                    "client": client_host(scope),
                     "duration_ms": round(duration * 1000, 2),
                 },
             )
             context.agent_id.reset(agent_token)
             context.request_id.reset(rid_token)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket upgrade is answered in HTTP too: the 101 and, where the server lets the
+        app write a refusal (ASGI's `websocket.http.response` extension, which uvicorn has),
+        every refusal carry the request id and security headers like every other answer.
+
+        Engine.IO refuses a bad sid, transport, protocol version or origin by closing before
+        accepting; the server would then answer a bare 403 of its own. Here the 403 keeps its
+        status and gets engine.io's reason as its body, as the polling transport's 400 has."""
+        extra = [(b"x-request-id", _request_id(scope).encode()), *self.security_headers]
+        can_answer = "websocket.http.response" in (scope.get("extensions") or {})
+        accepted = answered = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal accepted, answered
+            if answered:  # the refusal is written: nothing else may follow it
+                return
+            if message["type"] in ("websocket.accept", "websocket.http.response.start"):
+                accepted = True  # (or answered in HTTP by the app itself)
+                message["headers"] = [*message.get("headers", []), *extra]
+            elif message["type"] == "websocket.close" and not accepted and can_answer:
+                answered = True
+                body = str(message.get("reason") or "upgrade refused").encode()
+                headers = [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    *extra,
+                ]
+                await send(
+                    {"type": "websocket.http.response.start", "status": 403, "headers": headers}
+                )
+                await send({"type": "websocket.http.response.body", "body": body})
+                return
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _request_id(scope: Scope) -> str:
+    given = _header(scope, b"x-request-id")
+    return given if given and REQUEST_ID.match(given) else uuid.uuid4().hex
 
 
 class CorsMiddleware:
@@ -236,8 +281,7 @@ class RateLimitMiddleware:
             scope.setdefault("state", {})["principal"] = principal
             item, key = self.auth, f"agent:{principal.agent_id}"
         else:
-            client = scope.get("client")
-            item, key = self.unauth, f"ip:{client[0] if client else 'unknown'}"
+            item, key = self.unauth, f"ip:{client_host(scope)}"
         try:
             allowed = await self.limiter.hit(item, key)
             if not allowed:

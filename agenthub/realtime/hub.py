@@ -97,6 +97,10 @@ class Hub:
             async_mode="asgi",
             # The same rules as HTTP (CIDR entries included), not engine.io's exact-match list.
             cors_allowed_origins=self._origin_allowed,
+            # No cookies anywhere (tokens travel in the auth payload), so no
+            # Access-Control-Allow-Credentials: engine.io would send it on every answer,
+            # refusals of foreign origins included. HTTP CORS never sends it either.
+            cors_credentials=False,
             max_http_buffer_size=settings.max_body_bytes,
             ping_interval=settings.socketio_ping_interval,
             ping_timeout=settings.socketio_ping_timeout,
@@ -111,7 +115,6 @@ class Hub:
         self.services: Services | None = None
         self.sockets: dict[str, SocketState] = {}
         self.presence = Presence()
-        self.slugs: dict[str, str] = {}  # room slug -> id (a room's slug never changes)
         self._inflight = 0
         self._polls: set[asyncio.Task[Any]] = set()
         self.draining = False
@@ -211,7 +214,6 @@ class Hub:
 
     def member_added(self, agent_id: uuid.UUID, room: RoomPublic) -> None:
         data = room.model_dump(mode="json", by_alias=True)
-        self.slugs[room.slug] = data["id"]
         for state in self._sockets_of(str(agent_id)):
             self.sio.manager.basic_enter_room(state.sid, NAMESPACE, data["id"])
             state.rooms[data["id"]] = room.id
@@ -355,12 +357,14 @@ class Hub:
         assert self.services is not None
         messages = self.services.messages
         room_ref = self._room_ref(payload)
-        room_id = state.rooms.get(room_ref) or state.rooms.get(self.slugs.get(room_ref, ""))
-        if room_id is None:  # not one of the rooms this socket knows: ask the database
+        # The ref means what it means over HTTP (RoomService resolves both); membership is
+        # taken from what this socket knows when it can be, else checked by the service.
+        known = self.services.rooms.known_id(room_ref)
+        room_id = state.rooms.get(str(known)) if known is not None else None
+        if room_id is None:
             message, _ = await messages.send(
                 state.principal, room_ref, payload.get("body"), payload.get("clientMsgId")
             )
-            self.slugs.setdefault(room_ref, message["roomId"])
             state.rooms[message["roomId"]] = uuid.UUID(message["roomId"])
         else:  # a member, as this process knows from the membership events
             body, client_msg_id = messages.check_message(

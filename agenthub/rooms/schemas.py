@@ -2,16 +2,28 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from agenthub.agents.schemas import AgentPublic
+from agenthub.db.types import as_uuid
 from agenthub.wire import Ref, RequestModel, Slug, Text200, Timestamp, WireModel
 
 
+def _not_an_id(value: str) -> str:
+    # A room ref is an id or a slug and the id wins: a slug spelled like another room's id
+    # would name that room over one path and the squatter over a path that trusted a slug.
+    if as_uuid(value) is not None:
+        raise ValueError("must not be a UUID: room ids and slugs are both room refs")
+    return value
+
+
+RoomSlug = Annotated[Slug, AfterValidator(_not_an_id)]
+
+
 class RoomCreate(RequestModel):
-    slug: Slug = Field(description="a slug: ^[a-z0-9][a-z0-9-]{1,62}$")
+    slug: RoomSlug = Field(description="a slug: ^[a-z0-9][a-z0-9-]{1,62}$, not a UUID")
     name: Text200
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -11,6 +13,7 @@ from agenthub.agents.schemas import AgentPublic, agent_out
 from agenthub.audit import store as audit
 from agenthub.auth.jwt import Principal
 from agenthub.db.engine import Database, on_commit
+from agenthub.db.types import as_uuid
 from agenthub.errors import Conflict, Forbidden, NotFound, clip
 from agenthub.events import Events
 from agenthub.rooms import store
@@ -21,10 +24,26 @@ class RoomService:
     def __init__(self, db: Database, events: Events) -> None:
         self.db = db
         self.events = events
+        # Slugs this process has resolved (a room's slug never changes and rooms are never
+        # deleted, so an entry stays true); bounded by the number of rooms.
+        self._slug_ids: dict[str, uuid.UUID] = {}
+
+    def known_id(self, ref: str) -> uuid.UUID | None:
+        """The id `ref` names, when that is known without the database: `ref` itself if it is
+        spelled as an id (the id wins, as in `room_for`), else a slug resolved before. None
+        means "ask `room_for`". The id of a room that does not exist may come back: callers
+        check it against the rooms they know, and ask `room_for` otherwise."""
+        return as_uuid(ref) or self._slug_ids.get(ref)
+
+    def _resolved(self, ref: str, row: Mapping[Any, Any]) -> RoomPublic:
+        if row["slug"] == ref and as_uuid(ref) is None:
+            self._slug_ids[ref] = row["id"]
+        return room_out(row)
 
     async def room_for(self, actor: Principal, ref: str, *, admin_ok: bool) -> RoomPublic:
-        """The room `ref` if the actor may use it: 404 when it does not exist, 403 for a
-        non-member (admins pass where `admin_ok`)."""
+        """The room `ref` (an id or a slug; the id wins) if the actor may use it: 404 when it
+        does not exist, 403 for a non-member (admins pass where `admin_ok`). HTTP and
+        Socket.IO resolve every room ref here (or through `known_id`, which agrees with it)."""
         async with self.db.read() as conn:
             found = await store.get_with_membership(conn, ref, actor.agent_id)
         if found is None:
@@ -32,7 +51,7 @@ class RoomService:
         row, is_member = found
         if not is_member and not (admin_ok and actor.is_admin):
             raise Forbidden(f"you are not a member of room '{row.slug}'")
-        return room_out(row._mapping)
+        return self._resolved(ref, row._mapping)
 
     async def find(self, ref: str) -> RoomPublic:
         """The room `ref`, whoever asks (404 when it does not exist)."""
@@ -40,7 +59,7 @@ class RoomService:
             found = await store.get_with_membership(conn, ref, uuid.UUID(int=0))
         if found is None:
             raise NotFound(f"room '{clip(ref)}' does not exist")
-        return room_out(found[0]._mapping)
+        return self._resolved(ref, found[0]._mapping)
 
     async def room_ids_of(self, actor: Principal) -> list[uuid.UUID]:
         async with self.db.read() as conn:
@@ -57,6 +76,7 @@ class RoomService:
                 on_commit(conn, lambda: self.events.member_added(actor.agent_id, room))
         except sa.exc.IntegrityError:
             raise Conflict(f"room slug '{slug}' is already taken") from None
+        self._resolved(slug, row)  # committed: the slug now names this room for good
         return room
 
     async def list_for(self, actor: Principal, *, all_rooms: bool) -> list[RoomPublic]:
