@@ -17,7 +17,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from tests.databases import query
-from tests.support import JWT_SECRET, Agent, Server, assert_error, parse_time
+from tests.support import JWT_SECRET, Agent, Server, assert_error, parse_time, token_id_of
 
 TOKEN_RE = re.compile(r"^agt_[A-Za-z0-9_-]{6}_[A-Za-z0-9_-]{43}$")
 PREFIX_RE = re.compile(r"^agt_[A-Za-z0-9_-]{6}$")
@@ -49,6 +49,7 @@ def claims_for(agent: Agent, **overrides: Any) -> dict[str, Any]:
         "iat": now,
         "exp": now + 600,
         "jti": str(uuid.uuid4()),
+        "tid": token_id_of(agent.jwt),
     }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
@@ -311,7 +312,7 @@ def test_jwt_expired_with_the_right_key(server: Server, alice: Agent) -> None:
     assert_error(me_with(server, token), 401, "unauthorized")
 
 
-@pytest.mark.parametrize("missing", ["sub", "role", "iat", "exp", "jti"])
+@pytest.mark.parametrize("missing", ["sub", "role", "iat", "exp", "jti", "tid"])
 def test_jwt_missing_claim_with_the_right_key(server: Server, alice: Agent, missing: str) -> None:
     claims = claims_for(alice)
     del claims[missing]
@@ -324,6 +325,7 @@ def test_jwt_missing_claim_with_the_right_key(server: Server, alice: Agent, miss
     [
         pytest.param({"sub": "not-a-uuid"}, id="sub-not-uuid"),
         pytest.param({"role": "root"}, id="unknown-role"),
+        pytest.param({"tid": "not-a-uuid"}, id="tid-not-uuid"),
     ],
 )
 def test_jwt_bad_claims_with_the_right_key(

@@ -39,7 +39,7 @@ async def current_agent(
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("missing session token (Authorization: Bearer <jwt>)")
-    principal = services.signer.verify(token)
+    principal = services.auth.authenticate(token)
     request.state.principal = principal
     return principal
 
