@@ -45,7 +45,10 @@ class AuthService:
 
         No database round trip: revocations are known from the process's view, at most about
         half a second old (see auth/revocations.py)."""
-        principal = self.signer.verify(jwt)
+        return self.ensure_live(self.signer.verify(jwt))
+
+    def ensure_live(self, principal: Principal) -> Principal:
+        """`principal` (from a verified JWT) unless its API token has been revoked."""
         if principal.token_id in self.revocations:
             raise Unauthorized("the session's API token has been revoked")
         return principal

@@ -111,6 +111,12 @@ class SessionLifetimes:
         if sid in self._ending:
             return
         self.forget(sid)
+        # At once, before the task below runs: a message committed from now on must not reach
+        # this socket (the fan-out goes by Socket.IO rooms; the socket keeps only its own).
+        manager = self._sio.manager
+        for room in manager.get_rooms(sid, self._namespace):
+            if room != sid:
+                manager.basic_leave_room(sid, self._namespace, room)
         self._ending[sid] = asyncio.get_running_loop().create_task(
             self._end(sid, reason), name="agenthub-session-end"
         )
