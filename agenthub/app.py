@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -65,12 +67,21 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         )
         app.state.services = services
         app.state.started = time.monotonic()
+        revocations = services.auth.revocations
+        try:  # before serving: a token revoked minutes ago must not slip through the first sweep
+            await revocations.refresh()
+        except Exception as exc:
+            log.warning("cannot read token revocations yet: %s", type(exc).__name__)
+        sweeping = asyncio.create_task(revocations.run(), name="agenthub-revocations")
         services.messages.writer.start()
         if messaging:
             hub.start(services)
         try:
             yield
         finally:
+            sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeping
             await hub.stop()
             await services.messages.writer.stop()
             metrics.pools.watch(None)

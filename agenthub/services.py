@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from agenthub.agents.service import AgentService
 from agenthub.audit.service import AuditService
 from agenthub.auth.jwt import SessionSigner
+from agenthub.auth.revocations import Revocations
 from agenthub.auth.service import AuthService
 from agenthub.config import Settings
 from agenthub.db.engine import Database
@@ -44,7 +45,7 @@ class Services:
             db=db,
             signer=signer,
             agents=AgentService(db),
-            auth=AuthService(db, signer),
+            auth=AuthService(db, signer, Revocations(db, signer.ttl_seconds)),
             rooms=rooms,
             messages=MessageService(db, rooms, events, settings.max_message_bytes, metrics),
             audit=AuditService(db),

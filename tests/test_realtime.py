@@ -18,7 +18,7 @@ import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.databases import query
-from tests.support import JWT_SECRET, Agent, Server, start_server, stop_process
+from tests.support import JWT_SECRET, Agent, Server, start_server, stop_process, token_id_of
 
 NS = "/agents"
 WAIT = 10  # seconds: the bound on any single expected event
@@ -112,6 +112,7 @@ async def test_connect_with_query_token(server: Server, alice: Agent) -> None:
 async def test_bad_credentials_are_refused(server: Server, alice: Agent, case: str) -> None:
     now = int(time.time())
     claims = {"sub": alice.id, "role": "agent", "iat": now, "exp": now + 600, "jti": "x"}
+    claims["tid"] = token_id_of(alice.jwt)
     token = {
         "missing": None,
         "garbage": "not-a-jwt",

@@ -13,8 +13,9 @@ from agenthub.audit import store as audit
 from agenthub.auth import store, tokens
 from agenthub.auth.jwt import IssuedSession, Principal, SessionSigner
 from agenthub.auth.policy import require_admin
+from agenthub.auth.revocations import Revocations
 from agenthub.auth.schemas import TokenIssued, TokenPublic, token_out
-from agenthub.db.engine import Database
+from agenthub.db.engine import Database, on_commit
 from agenthub.db.types import utcnow
 from agenthub.errors import Forbidden, InvalidRequest, NotFound, Unauthorized, clip
 
@@ -22,9 +23,23 @@ _PREFIX_ATTEMPTS = 5
 
 
 class AuthService:
-    def __init__(self, db: Database, signer: SessionSigner) -> None:
+    def __init__(self, db: Database, signer: SessionSigner, revocations: Revocations) -> None:
         self.db = db
         self.signer = signer
+        self.revocations = revocations
+
+    def authenticate(self, jwt: str) -> Principal:
+        """The caller of a valid session whose API token is not revoked; Unauthorized otherwise.
+
+        No database round trip: revocations are known from the process's view, at most about
+        half a second old (see auth/revocations.py)."""
+        return self.ensure_live(self.signer.verify(jwt))
+
+    def ensure_live(self, principal: Principal) -> Principal:
+        """`principal` (from a verified JWT) unless its API token has been revoked."""
+        if principal.token_id in self.revocations:
+            raise Unauthorized("the session's API token has been revoked")
+        return principal
 
     async def open_session(
         self, api_token: str | None, client: str | None = None
@@ -52,7 +67,7 @@ class AuthService:
         if not matches:
             await self._login_failed(row.agent_id, "mismatch", prefix, client)
 
-        session = self.signer.issue(row.agent_id, row.agent_role)
+        session = self.signer.issue(row.agent_id, row.agent_role, row.id)
         async with self.db.write() as conn:
             await store.touch(conn, row.id)
             payload = {"prefix": prefix, "jti": session.jti, "ip": client}
@@ -133,6 +148,9 @@ class AuthService:
         if actor is not None and not actor.is_admin and actor.agent_id != row.agent_id:
             raise Forbidden("only an admin or the token's agent may revoke it")
         async with self.db.write() as conn:
+            # Once committed (or if revoked already), this process ends the token's sessions at
+            # once; the other processes see it at their next sweep.
+            on_commit(conn, lambda: self.revocations.mark(row.id))
             if await store.revoke(conn, row.id):
                 payload = {
                     "tokenId": str(row.id),

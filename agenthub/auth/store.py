@@ -81,3 +81,13 @@ async def revoke(conn: AsyncConnection, token_id: uuid.UUID) -> bool:
         .values(revoked_at=utcnow())
     )
     return (await conn.execute(stmt)).rowcount > 0
+
+
+async def revoked_since(
+    conn: AsyncConnection, cutoff: datetime
+) -> list[tuple[uuid.UUID, datetime]]:
+    """(id, revoked_at) of the tokens revoked after `cutoff` (indexed on revoked_at)."""
+    stmt = sa.select(api_tokens.c.id, api_tokens.c.revoked_at).where(
+        api_tokens.c.revoked_at > cutoff
+    )
+    return [(row.id, row.revoked_at) for row in await conn.execute(stmt)]

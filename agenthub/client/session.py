@@ -87,6 +87,13 @@ class SessionCache:
             self._session = await self._exchange()
             return self._session
 
+    def seconds_until_renewal(self, token: str) -> float:
+        """How long `token` may still be handed out; 0 once it is due or no longer current."""
+        current = self._session
+        if current is None or current.token != token:
+            return 0.0
+        return max(0.0, current.renew_at - self._clock())
+
     def forget(self) -> None:
         self._session = None
 

@@ -3,6 +3,12 @@
 Reconnecting is left to the callers (the subscription and the presence socket): each has its
 own idea of what to redo after a reconnect, and each must first ask `SessionCache` for a JWT so
 that a revoked API token surfaces as `Unauthorized` instead of a retry loop.
+
+The server ends a socket when its JWT expires (`session:ended`, then a disconnect). So that a
+long-lived socket is not ended every session lifetime, each socket opened here is moved to the
+next session before its JWT is due (`session:renew`, in-band: the socket stays in its rooms,
+nothing is lost or repeated). Should a renewal fail, the socket is ended at expiry and the
+caller's reconnect (with its `afterSeq` catch-up) takes over.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from agenthub.client.errors import AgentHubError, ConnectionError, Unauthorized, Unavailable
-from agenthub.client.session import SessionCache
+from agenthub.client.session import CLAIM_GRANULARITY_S, SessionCache
 
 if TYPE_CHECKING:
     import socketio
@@ -23,6 +29,7 @@ if TYPE_CHECKING:
 # internal lines ("packet queue is empty, aborting") on every dropped connection, which the
 # subscription already reports as one warning. Theirs go under ours, silent unless configured.
 WIRE_LOG = logging.getLogger("agenthub.client.wire")
+log = logging.getLogger("agenthub.client")
 
 NAMESPACE = "/agents"
 CONNECT_TIMEOUT_S = 10.0
@@ -66,6 +73,8 @@ async def _connect(
         reconnection=False, handle_sigint=False, logger=WIRE_LOG, engineio_logger=WIRE_LOG
     )
     refusals: list[str] = []
+    used: list[str] = []  # the JWT the handshake carried
+    renewal: list[asyncio.Task[None]] = []
 
     def on_connect_error(data: Any = None) -> None:
         if isinstance(data, dict) and isinstance(data.get("message"), str):
@@ -75,13 +84,28 @@ async def _connect(
         # python-socketio calls this on every connect; the cache renews when due. A failure
         # here would be swallowed by the library, so an empty auth (a refusal) stands for it.
         try:
-            return {"token": await sessions.token()}
+            token = await sessions.token()
         except AgentHubError:
             return {}
+        used[:] = [token]
+        return {"token": token}
+
+    def on_session_ended(data: Any = None) -> None:
+        reason = data.get("reason") if isinstance(data, dict) else None
+        log.info("the server ended the real-time session (%s)", reason)
+
+    on_disconnect = handlers.get("disconnect")
+
+    def disconnected(*args: Any) -> Any:
+        for task in renewal:
+            task.cancel()
+        return on_disconnect(*args) if on_disconnect is not None else None
 
     sio.on("connect_error", on_connect_error, namespace=NAMESPACE)
+    sio.on("session:ended", on_session_ended, namespace=NAMESPACE)
     for event, handler in handlers.items():
         sio.on(event, handler, namespace=NAMESPACE)
+    sio.on("disconnect", disconnected, namespace=NAMESPACE)
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT_S + 5):
             await sio.connect(
@@ -95,7 +119,34 @@ async def _connect(
         with contextlib.suppress(Exception):
             await sio.disconnect()
         raise _refusal(url, refusals, exc, sessions) from None
+    if used:
+        renewal.append(
+            asyncio.create_task(_keep_renewed(sio, sessions, used[0]), name="agenthub-renewal")
+        )
     return sio
+
+
+async def _keep_renewed(sio: socketio.AsyncClient, sessions: SessionCache, token: str) -> None:
+    """Move the socket to each new session before the one it is on is due (until cancelled
+    by the socket's disconnect, or a renewal fails: then the server ends it at expiry)."""
+    while sio.connected:
+        wait = sessions.seconds_until_renewal(token)
+        if wait > 0:
+            await asyncio.sleep(wait)
+            continue
+        try:
+            fresh = await sessions.token()
+            if fresh == token:  # renewed elsewhere to this very token: nothing to move
+                await asyncio.sleep(CLAIM_GRANULARITY_S)
+                continue
+            ack = await call(sio, "session:renew", {"token": fresh})
+        except AgentHubError as exc:
+            log.info("could not renew the real-time session: %s", exc)
+            return
+        if not isinstance(ack, dict) or not ack.get("ok"):
+            log.info("the server refused to renew the real-time session: %s", ack)
+            return
+        token = fresh
 
 
 async def call(sio: socketio.AsyncClient, event: str, data: Any) -> Any:

@@ -34,12 +34,12 @@ async def current_agent(
     _creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     cached: Principal | None = getattr(request.state, "principal", None)
-    if cached is not None:
-        return cached
+    if cached is not None:  # verified by the rate limiter; revocation is checked here
+        return services.auth.ensure_live(cached)
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("missing session token (Authorization: Bearer <jwt>)")
-    principal = services.signer.verify(token)
+    principal = services.auth.authenticate(token)
     request.state.principal = principal
     return principal
 

@@ -39,6 +39,7 @@ from agenthub.observability.metrics import Metrics
 from agenthub.realtime.admission import Admission
 from agenthub.realtime.presence import Presence
 from agenthub.realtime.ratelimit import SlidingWindow
+from agenthub.realtime.sessions import SessionLifetimes
 from agenthub.rooms.schemas import RoomPublic
 from agenthub.services import Services
 
@@ -113,6 +114,7 @@ class Hub:
         )
         self.admission.install(self.sio.eio)
         self.services: Services | None = None
+        self.lifetimes: SessionLifetimes | None = None
         self.sockets: dict[str, SocketState] = {}
         self.presence = Presence()
         self._inflight = 0
@@ -124,6 +126,7 @@ class Hub:
             "message:send": self._message_send,
             "room:join": self._room_join,
             "room:leave": self._room_leave,
+            "session:renew": self._session_renew,
         }
         self.sio.on("connect", self._on_connect, namespace=NAMESPACE)
         self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
@@ -137,6 +140,7 @@ class Hub:
 
     def start(self, services: Services) -> None:
         self.services = services
+        self.lifetimes = SessionLifetimes(self.sio, NAMESPACE, services.auth)
         self._tasks = [
             asyncio.create_task(self._prune_presence(), name="agenthub-presence"),
             asyncio.create_task(self._refresh_metrics(), name="agenthub-metrics"),
@@ -204,6 +208,8 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self.lifetimes is not None:
+            await self.lifetimes.stop()
         await self._shutdown_sio()
 
     # ---- Events (called by services after commit; must not block) ----
@@ -252,7 +258,11 @@ class Hub:
     # ---- handshake ----
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        if not self.settings.feature_messaging_enabled or self.services is None:
+        if (
+            not self.settings.feature_messaging_enabled
+            or self.services is None
+            or self.lifetimes is None
+        ):
             raise socketio.exceptions.ConnectionRefusedError("messaging is disabled")
         if self.draining:
             raise socketio.exceptions.ConnectionRefusedError("unavailable")
@@ -264,6 +274,7 @@ class Hub:
             raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
         state = SocketState(sid, principal, SlidingWindow(self.settings.rate_limit_socket_per_sec))
         self.sockets[sid] = state
+        self.lifetimes.track(sid, principal)
         self.metrics.agents_connected.set(len(self.sockets))
         try:
             await self.sio.enter_room(sid, agent_room(principal.agent_id), namespace=NAMESPACE)
@@ -271,6 +282,10 @@ class Hub:
             for room_id in room_ids:
                 await self.sio.enter_room(sid, str(room_id), namespace=NAMESPACE)
                 state.rooms[str(room_id)] = room_id
+            # Revoked or expired while the rooms were read: its end would have found no socket.
+            refused = self.lifetimes.refusal(sid, state.principal)
+            if refused is not None:
+                raise refused
             rooms = [str(r) for r in room_ids]
             await self.sio.emit(
                 "connected",
@@ -280,6 +295,7 @@ class Hub:
             )
         except Exception as exc:
             self.sockets.pop(sid, None)
+            self.lifetimes.forget(sid)
             self.metrics.agents_connected.set(len(self.sockets))
             reason = exc.code if isinstance(exc, AppError) else "internal"
             if not isinstance(exc, AppError):
@@ -295,11 +311,13 @@ class Hub:
             token = (query.get("token") or [None])[0]
         if not isinstance(token, str) or not token:
             raise InvalidRequest("no token")
-        return self.services.signer.verify(token)
+        return self.services.auth.authenticate(token)
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         state = self.sockets.pop(sid, None)
         self.metrics.agents_connected.set(len(self.sockets))
+        if self.lifetimes is not None:
+            self.lifetimes.forget(sid)
         if state is not None:
             for room_id in list(state.joined):
                 self._leave_presence(state, room_id)
@@ -324,6 +342,10 @@ class Hub:
             state.last_active = time.monotonic()
             if self.draining:
                 return error_ack(Unavailable("the server is shutting down; reconnect shortly"))
+            assert self.lifetimes is not None
+            ended = self.lifetimes.refusal(sid, state.principal)
+            if ended is not None:
+                return error_ack(ended)
             if not state.window.allow():
                 self.metrics.rate_limited("socket")
                 limit = self.settings.rate_limit_socket_per_sec
@@ -391,6 +413,11 @@ class Hub:
         room = await self.services.rooms.find(self._room_ref(payload))
         self._leave_presence(state, str(room.id))
         return {"ok": True}
+
+    async def _session_renew(self, state: SocketState, payload: dict[str, Any]) -> Ack:
+        assert self.lifetimes is not None
+        state.principal = self.lifetimes.renew(state.sid, state.principal, payload)
+        return {"ok": True, "expiresAt": self.lifetimes.expires_at(state.principal)}
 
     # ---- presence ----
 
