@@ -30,6 +30,7 @@ from agenthub.client.credentials import (
     load_credentials,
     save_credentials,
 )
+from agenthub.client.display import PrintableFormatter, printable
 from agenthub.client.names import Names
 
 T = TypeVar("T")
@@ -54,7 +55,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    # The sentence may quote the server, or whatever answered in its place.
+    typer.echo(f"error: {printable(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -69,7 +71,9 @@ def _run(work: Callable[[AgentHubClient], Awaitable[T]]) -> T:
 
 def _run_with(credentials: Credentials, work: Callable[[AgentHubClient], Awaitable[T]]) -> T:
     # The SDK's warnings (a lost connection being resumed) as plain lines on stderr.
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="agenthub: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("agenthub: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
 
     async def main() -> T:
         async with AgentHubClient(credentials.url, credentials.token) as client:
@@ -94,9 +98,10 @@ async def _show(names: Names, message: Message, as_json: bool, with_room: bool) 
         _out(json.dumps(await names.describe(message)))
         return
     when = message.created_at.astimezone().strftime("%H:%M:%S")
-    room = f"{await names.room(message.room_id)} " if with_room else ""
-    body = message.body.replace("\n", "\n    ")
-    _out(f"{room}#{message.seq} {when} {await names.agent(message.sender_id)}: {body}")
+    room = f"{printable(await names.room(message.room_id))} " if with_room else ""
+    sender = printable(await names.agent(message.sender_id))
+    body = printable(message.body, multiline=True)
+    _out(f"{room}#{message.seq} {when} {sender}: {body}")
 
 
 # ---- commands ----
@@ -137,7 +142,10 @@ def login(
     if as_json:
         _out(json.dumps({"url": url, "agent": agent.to_wire(), "configFile": str(path)}))
     else:
-        _out(f"logged in to {url} as {agent.name} ({agent.role}); saved to {path}")
+        _out(
+            f"logged in to {printable(url)} as {printable(agent.name)} "
+            f"({printable(agent.role)}); saved to {path}"
+        )
 
 
 def rooms(
@@ -150,7 +158,7 @@ def rooms(
         _out(json.dumps([r.to_wire() for r in found], indent=2))
         return
     for r in found:
-        _out(f"{r.slug:<24} {r.name}")
+        _out(f"{printable(r.slug):<24} {printable(r.name)}")
     if not found:
         _out("no rooms")
 
@@ -178,7 +186,11 @@ def send(
         return await Names(client).describe(sent)
 
     stored = _run(work)
-    _out(json.dumps(stored) if as_json else f"sent #{stored['seq']} to {stored['room']}")
+    _out(
+        json.dumps(stored)
+        if as_json
+        else f"sent #{stored['seq']} to {printable(str(stored['room']))}"
+    )
 
 
 def history(
@@ -273,7 +285,7 @@ def wait(
         me = (await client.session()).agent.id
         wanted = (await client.agent(sender)).id if sender else None
         cursor = after if after is not None else await client.latest_seq(room)
-        typer.echo(f"waiting for a new message in {room} (up to {timeout:g}s)", err=True)
+        typer.echo(f"waiting for a new message in {printable(room)} (up to {timeout:g}s)", err=True)
         names = Names(client)
         while True:
             found = await client.wait_for_messages(room, cursor, max(0.0, deadline - loop.time()))
@@ -287,8 +299,7 @@ def wait(
                 return True
 
     if not _run(work):
-        typer.echo(f"error: no new message in {room} within {timeout:g}s", err=True)
-        raise typer.Exit(EXIT_FAILED)
+        raise _fail(f"no new message in {room} within {timeout:g}s")
 
 
 def mcp() -> None:
