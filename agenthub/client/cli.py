@@ -39,6 +39,8 @@ DEFAULT_URL = "http://127.0.0.1:3000"
 EXIT_FAILED = 1
 EXIT_NOT_CONFIGURED = 2
 EXIT_INTERRUPTED = 130
+# `wait --timeout T` ends within T plus this, however slowly the server answers.
+WAIT_GRACE_S = 10.0
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 RoomArg = Annotated[str, typer.Argument(help="A room slug or id.")]
@@ -60,16 +62,22 @@ def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _run(work: Callable[[AgentHubClient], Awaitable[T]]) -> T:
-    """Run `work` with a client made from the configuration; errors become one sentence."""
+def _run(work: Callable[[AgentHubClient], Awaitable[T]], deadline: float | None = None) -> T:
+    """Run `work` with a client made from the configuration; errors become one sentence.
+
+    With `deadline`, the whole of `work` ends within that many seconds."""
     try:
         credentials = load_credentials()
     except NotConfigured as exc:
         raise _fail(str(exc), EXIT_NOT_CONFIGURED) from None
-    return _run_with(credentials, work)
+    return _run_with(credentials, work, deadline)
 
 
-def _run_with(credentials: Credentials, work: Callable[[AgentHubClient], Awaitable[T]]) -> T:
+def _run_with(
+    credentials: Credentials,
+    work: Callable[[AgentHubClient], Awaitable[T]],
+    deadline: float | None = None,
+) -> T:
     # The SDK's warnings (a lost connection being resumed) as plain lines on stderr.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(PrintableFormatter("agenthub: %(message)s"))
@@ -77,12 +85,15 @@ def _run_with(credentials: Credentials, work: Callable[[AgentHubClient], Awaitab
 
     async def main() -> T:
         async with AgentHubClient(credentials.url, credentials.token) as client:
-            return await work(client)
+            async with asyncio.timeout(deadline):
+                return await work(client)
 
     try:
         return asyncio.run(main())
     except AgentHubError as exc:
         raise _fail(exc.message) from None
+    except TimeoutError:
+        raise _fail(f"AgentHub at {credentials.url} did not answer within {deadline:g}s") from None
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
@@ -298,7 +309,7 @@ def wait(
             if matching:
                 return True
 
-    if not _run(work):
+    if not _run(work, deadline=timeout + WAIT_GRACE_S):
         raise _fail(f"no new message in {room} within {timeout:g}s")
 
 

@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 
 import httpx
 
-from agenthub.client.errors import ConnectionError, Unauthorized, error_from_response
+from agenthub.client.errors import BadResponse, Unauthorized, error_from_response
 from agenthub.client.models import Agent, parse_time
+from agenthub.client.transport import Bounds, decode_json, fetch
 
 RENEW_MARGIN_MAX_S = 60.0
 RENEW_MARGIN_FRACTION = 0.2
@@ -52,9 +53,11 @@ class SessionCache:
         http: httpx.AsyncClient,
         api_token: str,
         clock: Callable[[], float] = time.monotonic,
+        bounds: Bounds | None = None,
     ) -> None:
         self._http = http
         self._api_token = api_token
+        self._bounds = bounds or Bounds()
         self._clock = clock
         self._session: Session | None = None
         self._lock = asyncio.Lock()
@@ -92,20 +95,27 @@ class SessionCache:
 
     async def _exchange(self) -> Session:
         sent_at = self._clock()
-        try:
-            response = await self._http.post(
-                SESSIONS_PATH, headers={"Authorization": f"Bearer {self._api_token}"}
-            )
-        except httpx.TransportError as exc:
-            raise ConnectionError(_unreachable(self._http, exc)) from exc
+        response = await fetch(
+            self._http,
+            self._bounds,
+            "POST",
+            SESSIONS_PATH,
+            headers={"Authorization": f"Bearer {self._api_token}"},
+        )
         if response.status_code != 201:
             error = error_from_response(response)
             if isinstance(error, Unauthorized):
                 raise Unauthorized(f"the API token was refused: {error.message}") from None
             raise error
-        body = response.json()
-        token = str(body["token"])
-        expires_at = parse_time(body["expiresAt"])
+        body = decode_json(response)
+        try:
+            token = body["token"]
+            expires_at = parse_time(body["expiresAt"])
+            agent = Agent.from_wire(body["agent"])
+        except (KeyError, TypeError, ValueError, OverflowError):
+            raise BadResponse("the server's answer to opening a session is malformed") from None
+        if not isinstance(token, str) or not token.isascii() or not token.isprintable():
+            raise BadResponse("the server's session token is malformed")
         lifetime = _claimed_lifetime(token)
         if lifetime is None:  # unreadable claims: trust the stated expiry and our wall clock
             lifetime = (expires_at - datetime.now(UTC)).total_seconds()
@@ -114,7 +124,7 @@ class SessionCache:
         return Session(
             token=token,
             expires_at=expires_at,
-            agent=Agent.from_wire(body["agent"]),
+            agent=agent,
             renew_at=sent_at + usable - renew_margin(usable),
         )
 
@@ -127,8 +137,3 @@ def _claimed_lifetime(token: str) -> float | None:
         return float(claims["exp"]) - float(claims["iat"])
     except (IndexError, ValueError, KeyError, TypeError):
         return None
-
-
-def _unreachable(http: httpx.AsyncClient, exc: BaseException) -> str:
-    detail = str(exc) or type(exc).__name__
-    return f"cannot reach AgentHub at {http.base_url}: {detail}"
