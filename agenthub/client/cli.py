@@ -125,12 +125,16 @@ def login(
     ] = None,
     token: Annotated[
         str | None,
-        typer.Option(help=f"The agent's API token (default: ${ENV_TOKEN}, else read from stdin)."),
+        typer.Option(
+            help=f"The agent's API token. Avoid: on the command line it is visible to other "
+            f"users in `ps` and kept in shell history. Without it: ${ENV_TOKEN}, else a "
+            "prompt (a terminal) or the first line of stdin."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check an API token against the server and remember both for the agent commands."""
-    url = (url or os.environ.get(ENV_URL) or DEFAULT_URL).rstrip("/")
+    url = (url or os.environ.get(ENV_URL) or DEFAULT_URL).strip().rstrip("/")
     token = token or os.environ.get(ENV_TOKEN)
     if not token:
         if sys.stdin.isatty():

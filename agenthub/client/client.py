@@ -7,6 +7,7 @@ and possibly sockets (subscriptions, presence) that must be closed in the same e
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
@@ -27,7 +28,10 @@ from agenthub.client.transport import (
     Bounds,
     Rest,
     decode_json,
+    plaintext_warning,
 )
+
+log = logging.getLogger("agenthub.client")
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -77,7 +81,9 @@ class AgentHubClient:
         attempts: int = DEFAULT_ATTEMPTS,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = url.strip().rstrip("/")
+        if (warning := plaintext_warning(self.url)) is not None:
+            log.warning("%s", warning)
         bounds = Bounds(deadline_s=timeout, max_bytes=max_response_bytes)
         # Redirects are never followed (see `transport.fetch`), whatever httpx defaults to.
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, follow_redirects=False)

@@ -56,7 +56,8 @@ class SessionCache:
         bounds: Bounds | None = None,
     ) -> None:
         self._http = http
-        self._api_token = api_token
+        # A token read from a CRLF file or pasted with a newline: the whitespace is not part of it.
+        self._api_token = api_token.strip()
         self._bounds = bounds or Bounds()
         self._clock = clock
         self._session: Session | None = None
@@ -94,6 +95,7 @@ class SessionCache:
         self._session = None
 
     async def _exchange(self) -> Session:
+        check_api_token(self._api_token)
         sent_at = self._clock()
         response = await fetch(
             self._http,
@@ -126,6 +128,18 @@ class SessionCache:
             expires_at=expires_at,
             agent=agent,
             renew_at=sent_at + usable - renew_margin(usable),
+        )
+
+
+def check_api_token(token: str) -> None:
+    """Refuse, without quoting it, a token that cannot be one: what it holds is a secret, and
+    httpx would otherwise fail on it with the whole header in its message (or a traceback)."""
+    if not token:
+        raise Unauthorized("the API token is empty")
+    if not (token.isascii() and token.isprintable()) or " " in token:
+        raise Unauthorized(
+            "the API token is malformed: it holds a space, a control character or a non-ASCII "
+            "character, which no AgentHub token has; copy it again"
         )
 
 

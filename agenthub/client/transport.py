@@ -16,11 +16,13 @@ is a `BadResponse` (or a `ConnectionError` for the deadline), never a traceback.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json as jsonlib
 import logging
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -55,6 +57,28 @@ class Bounds:
 
     deadline_s: float = DEFAULT_DEADLINE_S
     max_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+
+
+def plaintext_warning(url: str) -> str | None:
+    """Why sending credentials to `url` is unsafe, or None: plain http to another machine.
+
+    The long-lived API token and the session JWTs travel in headers; over http anyone on the
+    network path can read and reuse them. Loopback never leaves the machine."""
+    parsed = urlsplit(url)
+    if parsed.scheme != "http":
+        return None
+    host = (parsed.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a name, not an address: it may resolve anywhere
+    return (
+        f"the API token is sent unencrypted to {parsed.scheme}://{parsed.netloc}: anyone on the "
+        "network path can read and reuse it; use https:// for a server on another machine"
+    )
 
 
 def backoff(attempt: int, base: float = BACKOFF_BASE_S, cap: float = BACKOFF_MAX_S) -> float:
