@@ -93,7 +93,8 @@ def _run_with(
     except AgentHubError as exc:
         raise _fail(exc.message) from None
     except TimeoutError:
-        raise _fail(f"AgentHub at {credentials.url} did not answer within {deadline:g}s") from None
+        within = f"within {deadline:g}s" if deadline is not None else "in time"
+        raise _fail(f"AgentHub at {credentials.url} did not answer {within}") from None
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
