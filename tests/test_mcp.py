@@ -24,6 +24,7 @@ WAIT = 30.0  # seconds: the bound on one tool call
 TOOLS = {
     "list_rooms",
     "read_messages",
+    "read_message",
     "send_message",
     "wait_for_messages",
     "list_agents",

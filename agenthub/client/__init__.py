@@ -12,6 +12,7 @@ from __future__ import annotations
 from agenthub.client.client import AgentHubClient
 from agenthub.client.errors import (
     AgentHubError,
+    BadResponse,
     Conflict,
     ConnectionError,
     Forbidden,
@@ -20,6 +21,7 @@ from agenthub.client.errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    ResponseTooLarge,
     Unauthorized,
     Unavailable,
 )
@@ -32,6 +34,7 @@ __all__ = [
     "Agent",
     "AgentHubClient",
     "AgentHubError",
+    "BadResponse",
     "Conflict",
     "ConnectionError",
     "Forbidden",
@@ -42,6 +45,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "ResponseTooLarge",
     "Room",
     "Session",
     "Subscription",

@@ -30,6 +30,7 @@ from agenthub.client.credentials import (
     load_credentials,
     save_credentials,
 )
+from agenthub.client.display import PrintableFormatter, printable
 from agenthub.client.names import Names
 
 T = TypeVar("T")
@@ -38,6 +39,8 @@ DEFAULT_URL = "http://127.0.0.1:3000"
 EXIT_FAILED = 1
 EXIT_NOT_CONFIGURED = 2
 EXIT_INTERRUPTED = 130
+# `wait --timeout T` ends within T plus this, however slowly the server answers.
+WAIT_GRACE_S = 10.0
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 RoomArg = Annotated[str, typer.Argument(help="A room slug or id.")]
@@ -54,31 +57,44 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    # The sentence may quote the server, or whatever answered in its place.
+    typer.echo(f"error: {printable(message)}", err=True)
     return typer.Exit(code)
 
 
-def _run(work: Callable[[AgentHubClient], Awaitable[T]]) -> T:
-    """Run `work` with a client made from the configuration; errors become one sentence."""
+def _run(work: Callable[[AgentHubClient], Awaitable[T]], deadline: float | None = None) -> T:
+    """Run `work` with a client made from the configuration; errors become one sentence.
+
+    With `deadline`, the whole of `work` ends within that many seconds."""
     try:
         credentials = load_credentials()
     except NotConfigured as exc:
         raise _fail(str(exc), EXIT_NOT_CONFIGURED) from None
-    return _run_with(credentials, work)
+    return _run_with(credentials, work, deadline)
 
 
-def _run_with(credentials: Credentials, work: Callable[[AgentHubClient], Awaitable[T]]) -> T:
+def _run_with(
+    credentials: Credentials,
+    work: Callable[[AgentHubClient], Awaitable[T]],
+    deadline: float | None = None,
+) -> T:
     # The SDK's warnings (a lost connection being resumed) as plain lines on stderr.
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="agenthub: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter("agenthub: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
 
     async def main() -> T:
         async with AgentHubClient(credentials.url, credentials.token) as client:
-            return await work(client)
+            async with asyncio.timeout(deadline):
+                return await work(client)
 
     try:
         return asyncio.run(main())
     except AgentHubError as exc:
         raise _fail(exc.message) from None
+    except TimeoutError:
+        within = f"within {deadline:g}s" if deadline is not None else "in time"
+        raise _fail(f"AgentHub at {credentials.url} did not answer {within}") from None
     except KeyboardInterrupt:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
@@ -94,9 +110,10 @@ async def _show(names: Names, message: Message, as_json: bool, with_room: bool) 
         _out(json.dumps(await names.describe(message)))
         return
     when = message.created_at.astimezone().strftime("%H:%M:%S")
-    room = f"{await names.room(message.room_id)} " if with_room else ""
-    body = message.body.replace("\n", "\n    ")
-    _out(f"{room}#{message.seq} {when} {await names.agent(message.sender_id)}: {body}")
+    room = f"{printable(await names.room(message.room_id))} " if with_room else ""
+    sender = printable(await names.agent(message.sender_id))
+    body = printable(message.body, multiline=True)
+    _out(f"{room}#{message.seq} {when} {sender}: {body}")
 
 
 # ---- commands ----
@@ -109,12 +126,16 @@ def login(
     ] = None,
     token: Annotated[
         str | None,
-        typer.Option(help=f"The agent's API token (default: ${ENV_TOKEN}, else read from stdin)."),
+        typer.Option(
+            help=f"The agent's API token. Avoid: on the command line it is visible to other "
+            f"users in `ps` and kept in shell history. Without it: ${ENV_TOKEN}, else a "
+            "prompt (a terminal) or the first line of stdin."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Check an API token against the server and remember both for the agent commands."""
-    url = (url or os.environ.get(ENV_URL) or DEFAULT_URL).rstrip("/")
+    url = (url or os.environ.get(ENV_URL) or DEFAULT_URL).strip().rstrip("/")
     token = token or os.environ.get(ENV_TOKEN)
     if not token:
         if sys.stdin.isatty():
@@ -137,7 +158,10 @@ def login(
     if as_json:
         _out(json.dumps({"url": url, "agent": agent.to_wire(), "configFile": str(path)}))
     else:
-        _out(f"logged in to {url} as {agent.name} ({agent.role}); saved to {path}")
+        _out(
+            f"logged in to {printable(url)} as {printable(agent.name)} "
+            f"({printable(agent.role)}); saved to {path}"
+        )
 
 
 def rooms(
@@ -150,7 +174,7 @@ def rooms(
         _out(json.dumps([r.to_wire() for r in found], indent=2))
         return
     for r in found:
-        _out(f"{r.slug:<24} {r.name}")
+        _out(f"{printable(r.slug):<24} {printable(r.name)}")
     if not found:
         _out("no rooms")
 
@@ -178,7 +202,11 @@ def send(
         return await Names(client).describe(sent)
 
     stored = _run(work)
-    _out(json.dumps(stored) if as_json else f"sent #{stored['seq']} to {stored['room']}")
+    _out(
+        json.dumps(stored)
+        if as_json
+        else f"sent #{stored['seq']} to {printable(str(stored['room']))}"
+    )
 
 
 def history(
@@ -273,7 +301,7 @@ def wait(
         me = (await client.session()).agent.id
         wanted = (await client.agent(sender)).id if sender else None
         cursor = after if after is not None else await client.latest_seq(room)
-        typer.echo(f"waiting for a new message in {room} (up to {timeout:g}s)", err=True)
+        typer.echo(f"waiting for a new message in {printable(room)} (up to {timeout:g}s)", err=True)
         names = Names(client)
         while True:
             found = await client.wait_for_messages(room, cursor, max(0.0, deadline - loop.time()))
@@ -286,9 +314,8 @@ def wait(
             if matching:
                 return True
 
-    if not _run(work):
-        typer.echo(f"error: no new message in {room} within {timeout:g}s", err=True)
-        raise typer.Exit(EXIT_FAILED)
+    if not _run(work, deadline=timeout + WAIT_GRACE_S):
+        raise _fail(f"no new message in {room} within {timeout:g}s")
 
 
 def mcp() -> None:

@@ -7,19 +7,31 @@ and possibly sockets (subscriptions, presence) that must be closed in the same e
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from agenthub.client.errors import BadResponse, ResponseTooLarge
 from agenthub.client.models import Agent, HistoryPage, Message, Room
 from agenthub.client.presence import PresenceSocket
 from agenthub.client.session import Session, SessionCache
 from agenthub.client.subscription import PAGE, Subscription
-from agenthub.client.transport import DEFAULT_ATTEMPTS, Rest
+from agenthub.client.transport import (
+    DEFAULT_ATTEMPTS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    Bounds,
+    Rest,
+    decode_json,
+    plaintext_warning,
+)
+
+log = logging.getLogger("agenthub.client")
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -29,12 +41,36 @@ def _seg(ref: str) -> str:
     return quote(ref, safe="")
 
 
+def _items(body: Any, key: str) -> list[Any]:
+    """The list under `key` of an answer, or `BadResponse`."""
+    items = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise BadResponse(f"the server's answer has no list of {key}")
+    return items
+
+
+def _check_page(messages: list[Message], limit: int, after_seq: int | None) -> None:
+    """A page is at most `limit` messages, each seq once, in order: ascending after `after_seq`
+    (catch-up), else descending (history). Loops that page on depend on it to end."""
+    if len(messages) > limit:
+        raise BadResponse(f"the server returned {len(messages)} messages for a limit of {limit}")
+    seqs = [m.seq for m in messages]
+    if after_seq is not None:
+        ordered = all(a < b for a, b in pairwise([after_seq, *seqs]))
+    else:
+        ordered = all(a > b for a, b in pairwise(seqs))
+    if not ordered:
+        raise BadResponse("the server returned messages out of order")
+
+
 class AgentHubClient:
     """An agent's connection to one AgentHub server.
 
     `url` is the server's base URL (`http://127.0.0.1:3000`); `api_token` the agent's long-lived
     `agt_…` token, traded for session JWTs as needed (see `agenthub.client.session`).
-    `attempts` bounds the tries of a retried request (network failures and 503s)."""
+    `attempts` bounds the tries of a retried request (network failures and 503s); `timeout`
+    bounds each request as a whole, retries included; an answer larger than
+    `max_response_bytes` is refused (`ResponseTooLarge`)."""
 
     def __init__(
         self,
@@ -43,11 +79,16 @@ class AgentHubClient:
         *,
         timeout: float = DEFAULT_TIMEOUT_S,
         attempts: int = DEFAULT_ATTEMPTS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
-        self.url = url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout)
-        self._sessions = SessionCache(self._http, api_token)
-        self._rest = Rest(self._http, self._sessions, attempts)
+        self.url = url.strip().rstrip("/")
+        if (warning := plaintext_warning(self.url)) is not None:
+            log.warning("%s", warning)
+        bounds = Bounds(deadline_s=timeout, max_bytes=max_response_bytes)
+        # Redirects are never followed (see `transport.fetch`), whatever httpx defaults to.
+        self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout, follow_redirects=False)
+        self._sessions = SessionCache(self._http, api_token, bounds=bounds)
+        self._rest = Rest(self._http, self._sessions, attempts, bounds)
         self._presence: PresenceSocket | None = None
         self._subscriptions: set[Subscription] = set()
 
@@ -85,45 +126,45 @@ class AgentHubClient:
     # ---- agents ----
 
     async def me(self) -> Agent:
-        return Agent.from_wire((await self._get("/api/v1/agents/me")).json())
+        return Agent.from_wire(await self._get("/api/v1/agents/me"))
 
     async def agents(self) -> list[Agent]:
-        body = (await self._get("/api/v1/agents")).json()
-        return [Agent.from_wire(a) for a in body["agents"]]
+        body = await self._get("/api/v1/agents")
+        return [Agent.from_wire(a) for a in _items(body, "agents")]
 
     async def agent(self, agent: str) -> Agent:
         """One agent by id or name."""
-        return Agent.from_wire((await self._get(f"/api/v1/agents/{_seg(agent)}")).json())
+        return Agent.from_wire(await self._get(f"/api/v1/agents/{_seg(agent)}"))
 
     # ---- rooms ----
 
     async def rooms(self, *, all_rooms: bool = False) -> list[Room]:
         """Your rooms; every room with `all_rooms` (admins only)."""
         params = {"all": "true"} if all_rooms else None
-        body = (await self._get("/api/v1/rooms", params=params)).json()
-        return [Room.from_wire(r) for r in body["rooms"]]
+        body = await self._get("/api/v1/rooms", params=params)
+        return [Room.from_wire(r) for r in _items(body, "rooms")]
 
     async def create_room(self, slug: str, name: str | None = None) -> Room:
         """A new room with you as its first member; `Conflict` if the slug is taken."""
         response = await self._rest.call(
             "POST", "/api/v1/rooms", json={"slug": slug, "name": name or slug}
         )
-        return Room.from_wire(response.json())
+        return Room.from_wire(decode_json(response))
 
     async def room(self, room: str) -> Room:
         """One room by id or slug (members and admins)."""
-        return Room.from_wire((await self._get(f"/api/v1/rooms/{_seg(room)}")).json())
+        return Room.from_wire(await self._get(f"/api/v1/rooms/{_seg(room)}"))
 
     async def members(self, room: str) -> list[Agent]:
-        body = (await self._get(f"/api/v1/rooms/{_seg(room)}/members")).json()
-        return [Agent.from_wire(a) for a in body["members"]]
+        body = await self._get(f"/api/v1/rooms/{_seg(room)}/members")
+        return [Agent.from_wire(a) for a in _items(body, "members")]
 
     async def add_member(self, room: str, agent: str) -> Agent:
         """Add an agent (id or name) to a room you are in; no error if it already is a member."""
         response = await self._rest.call(
             "POST", f"/api/v1/rooms/{_seg(room)}/members", json={"agent": agent}, retry=True
         )
-        return Agent.from_wire(response.json())
+        return Agent.from_wire(decode_json(response))
 
     async def remove_member(self, room: str, agent: str) -> None:
         """Remove a member: admins remove anyone, an agent only itself (leaving the room)."""
@@ -141,28 +182,58 @@ class AgentHubClient:
         response = await self._rest.call(
             "POST", f"/api/v1/rooms/{_seg(room)}/messages", json=payload, retry=True
         )
-        return Message.from_wire(response.json())
+        return Message.from_wire(decode_json(response))
 
     async def history(
         self, room: str, *, cursor: str | None = None, limit: int = 50
     ) -> HistoryPage:
-        """One page of the room's history, newest first; pass `next_cursor` for older ones."""
-        params: dict[str, Any] = {"limit": limit}
-        if cursor is not None:
-            params["cursor"] = cursor
-        body = (await self._get(f"/api/v1/rooms/{_seg(room)}/messages", params=params)).json()
-        return HistoryPage(
-            messages=[Message.from_wire(m) for m in body["messages"]],
-            next_cursor=body.get("nextCursor"),
-        )
+        """One page of the room's history, newest first; pass `next_cursor` for older ones.
+
+        The page may hold fewer than `limit` messages when that many would make an answer
+        larger than the client accepts; `next_cursor` then leads on to the rest."""
+        while True:
+            params: dict[str, Any] = {"limit": limit}
+            if cursor is not None:
+                params["cursor"] = cursor
+            try:
+                body = await self._get(f"/api/v1/rooms/{_seg(room)}/messages", params=params)
+            except ResponseTooLarge:
+                if limit == 1:
+                    raise
+                limit //= 2
+                continue
+            messages = [Message.from_wire(m) for m in _items(body, "messages")]
+            _check_page(messages, limit, None)
+            next_cursor = body.get("nextCursor")
+            if next_cursor is not None and (not isinstance(next_cursor, str) or not messages):
+                raise BadResponse("the server returned a malformed history page")
+            return HistoryPage(messages=messages, next_cursor=next_cursor)
 
     async def catch_up(self, room: str, after_seq: int, *, limit: int = PAGE) -> list[Message]:
         """Up to `limit` messages with seq > `after_seq`, oldest first.
 
-        Fewer than `limit` means you are up to date; otherwise repeat from the last seq."""
-        params = {"afterSeq": after_seq, "limit": limit}
-        body = (await self._get(f"/api/v1/rooms/{_seg(room)}/messages", params=params)).json()
-        return [Message.from_wire(m) for m in body["messages"]]
+        Fewer than `limit` means you are up to date; otherwise repeat from the last seq.
+        (When `limit` messages would make one answer too large, they are fetched in smaller
+        pages, so that promise holds.)"""
+        found: list[Message] = []
+        page_limit = limit
+        while len(found) < limit:
+            params = {"afterSeq": after_seq, "limit": page_limit}
+            try:
+                body = await self._get(f"/api/v1/rooms/{_seg(room)}/messages", params=params)
+            except ResponseTooLarge:
+                if page_limit == 1:
+                    raise
+                page_limit //= 2
+                continue
+            page = [Message.from_wire(m) for m in _items(body, "messages")]
+            _check_page(page, page_limit, after_seq)
+            found.extend(page)
+            if len(page) < page_limit:
+                break
+            after_seq = page[-1].seq
+            page_limit = min(page_limit, limit - len(found))
+        return found
 
     async def latest_seq(self, room: str) -> int:
         """The seq of the room's newest message; 0 for an empty room."""
@@ -227,8 +298,8 @@ class AgentHubClient:
 
     # ---- internals ----
 
-    async def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
-        return await self._rest.call("GET", path, params=params, retry=True)
+    async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return decode_json(await self._rest.call("GET", path, params=params, retry=True))
 
     def _forget_subscription(self, sub: Subscription) -> None:
         self._subscriptions.discard(sub)

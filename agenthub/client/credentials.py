@@ -4,12 +4,18 @@
 `agenthub login`: `$XDG_CONFIG_HOME/agenthub/config.json`, or `~/.config/agenthub/config.json`.
 The file holds a secret, so it is created with mode 0600 (its folder 0700) and replaced
 atomically, never left half-written.
+
+A file that others can read or write is refused, as ssh refuses an unprotected private key:
+readable, the token may already be someone else's; writable (the file, or its folder), someone
+else can point the URL at a server of theirs and receive the token with the next command. The
+error says how to fix the mode; the environment variables still work meanwhile.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,9 +46,13 @@ def config_path(environ: Mapping[str, str] | None = None) -> Path:
 
 def load_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
     env = os.environ if environ is None else environ
-    stored = _read(config_path(env))
-    url = env.get(ENV_URL) or stored.get("url")
-    token = env.get(ENV_TOKEN) or stored.get("token")
+    # Surrounding whitespace is never part of either: a CRLF file, a pasted newline.
+    url = env.get(ENV_URL, "").strip()
+    token = env.get(ENV_TOKEN, "").strip()
+    if not (url and token):
+        stored = _read(config_path(env))
+        url = url or stored.get("url", "").strip()
+        token = token or stored.get("token", "").strip()
     if not url or not token:
         missing = " and ".join(
             name for name, value in ((ENV_URL, url), (ENV_TOKEN, token)) if not value
@@ -73,6 +83,7 @@ def save_credentials(credentials: Credentials, environ: Mapping[str, str] | None
 
 def _read(path: Path) -> dict[str, str]:
     try:
+        _check_private(path)
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
@@ -83,3 +94,26 @@ def _read(path: Path) -> dict[str, str]:
     if not isinstance(data, dict):
         raise NotConfigured(f"{path} is not a JSON object; run `agenthub login` again")
     return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _check_private(path: Path) -> None:
+    """NotConfigured unless only its owner, the current user, can read or change `path`."""
+    if os.name != "posix":
+        return
+    info = path.stat()  # FileNotFoundError: no file, nothing to check
+    folder = path.parent.stat()
+    fix = f"run `chmod 600 {path}` and `chmod 700 {path.parent}`"
+    if info.st_uid != os.geteuid() or folder.st_uid != os.geteuid():
+        raise NotConfigured(f"{path} (or its folder) belongs to another user: refused; {fix}")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise NotConfigured(
+            f"{path} can be read or written by other users "
+            f"(mode {stat.S_IMODE(info.st_mode):04o}): refused, since it holds your API token; "
+            f"{fix}, and consider issuing a new token"
+        )
+    if stat.S_IMODE(folder.st_mode) & 0o022:
+        raise NotConfigured(
+            f"{path.parent} can be written by other users "
+            f"(mode {stat.S_IMODE(folder.st_mode):04o}): refused, since they could replace "
+            f"the file and its URL; {fix}"
+        )

@@ -11,6 +11,9 @@ from typing import Any
 
 import httpx
 
+MESSAGE_MAX_CHARS = 500
+RETRY_AFTER_MAX_S = 3600.0
+
 
 class AgentHubError(Exception):
     """Base of every SDK error: `code` (the contract's), `status` (HTTP, 0 if none), `message`."""
@@ -85,6 +88,20 @@ class ConnectionError(AgentHubError, builtins.ConnectionError):
     status = 0
 
 
+class BadResponse(AgentHubError):
+    """What answered is not behaving like an AgentHub server: a redirect, an answer too large or
+    too deeply nested, not JSON, or not the shape (or count) the contract promises.
+
+    Not retried: a server that answers like this will most likely answer like this again."""
+
+    code = "bad_response"
+    status = 0
+
+
+class ResponseTooLarge(BadResponse):
+    """The answer was larger than the client accepts (`max_response_bytes`)."""
+
+
 BY_CODE: dict[str, type[AgentHubError]] = {
     cls.code: cls
     for cls in (
@@ -110,6 +127,8 @@ def error_from_response(response: httpx.Response) -> AgentHubError:
         cls = InvalidRequest if response.status_code < 500 else Internal
     if not message:
         message = f"the server answered {response.status_code} {response.reason_phrase}".strip()
+    elif len(message) > MESSAGE_MAX_CHARS:  # a sentence, not whatever a server sends
+        message = message[:MESSAGE_MAX_CHARS] + "…"
     if cls is RateLimited:
         return RateLimited(message, _retry_after(response))
     return cls(message)
@@ -121,13 +140,14 @@ def error_from_ack(error: Any) -> AgentHubError:
     message = error.get("message") if isinstance(error, dict) else None
     cls = BY_CODE.get(code if isinstance(code, str) else "", Internal)
     text = message if isinstance(message, str) and message else "the server refused the event"
+    text = text[:MESSAGE_MAX_CHARS]
     return RateLimited(text) if cls is RateLimited else cls(text)
 
 
 def _envelope(response: httpx.Response) -> tuple[str | None, str | None]:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return None, None
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
@@ -141,6 +161,7 @@ def _envelope(response: httpx.Response) -> tuple[str | None, str | None]:
 
 def _retry_after(response: httpx.Response) -> float:
     try:
-        return max(0.0, float(response.headers.get("Retry-After", "1")))
+        value = float(response.headers.get("Retry-After", "1"))
     except ValueError:
         return 1.0
+    return min(RETRY_AFTER_MAX_S, max(0.0, value)) if value == value else 1.0  # NaN: 1

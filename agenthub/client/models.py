@@ -2,17 +2,47 @@
 
 `from_wire` reads the contract's JSON object; `to_wire` writes it back (the CLI's `--json`).
 Ids stay lowercase UUID strings, as on the wire; times become aware UTC datetimes.
+`from_wire` checks what it reads: anything not shaped as the contract says (a missing field, a
+number where text belongs, a seq below 1) is a `BadResponse`, never a KeyError in the caller.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
+
+from agenthub.client.errors import BadResponse
+
+T = TypeVar("T")
 
 
 def parse_time(value: Any) -> datetime:
     return datetime.fromisoformat(str(value)).astimezone(UTC)
+
+
+def checked(kind: str, data: Any, build: Callable[[dict[str, Any]], T]) -> T:
+    """`build(data)`, with any sign that `data` is not a well-formed `kind` made a BadResponse."""
+    if not isinstance(data, dict):
+        raise BadResponse(f"the server sent a malformed {kind}: not a JSON object")
+    try:
+        return build(data)
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        detail = f"missing {exc}" if isinstance(exc, KeyError) else "a field of the wrong type"
+        raise BadResponse(f"the server sent a malformed {kind}: {detail}") from None
+
+
+def text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not text")
+    return value
+
+
+def seq_number(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError("not a seq")
+    return value
 
 
 def format_time(value: datetime) -> str:
@@ -30,15 +60,18 @@ class Agent:
     created_at: datetime | None  # absent from the agent embedded in a session
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> Agent:
-        created = data.get("createdAt")
-        return cls(
-            id=str(data["id"]),
-            name=str(data["name"]),
-            display_name=str(data.get("displayName") or data["name"]),
-            role=str(data.get("role", "agent")),
-            created_at=parse_time(created) if created else None,
-        )
+    def from_wire(cls, data: Any) -> Agent:
+        def build(d: dict[str, Any]) -> Agent:
+            created = d.get("createdAt")
+            return cls(
+                id=text(d["id"]),
+                name=text(d["name"]),
+                display_name=text(d.get("displayName") or d["name"]),
+                role=text(d.get("role", "agent")),
+                created_at=parse_time(created) if created else None,
+            )
+
+        return checked("agent", data, build)
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -61,13 +94,17 @@ class Room:
     created_at: datetime
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> Room:
-        return cls(
-            id=str(data["id"]),
-            slug=str(data["slug"]),
-            name=str(data["name"]),
-            created_by=str(data["createdBy"]),
-            created_at=parse_time(data["createdAt"]),
+    def from_wire(cls, data: Any) -> Room:
+        return checked(
+            "room",
+            data,
+            lambda d: cls(
+                id=text(d["id"]),
+                slug=text(d["slug"]),
+                name=text(d["name"]),
+                created_by=text(d["createdBy"]),
+                created_at=parse_time(d["createdAt"]),
+            ),
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -91,17 +128,20 @@ class Message:
     created_at: datetime
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> Message:
-        cmid = data.get("clientMsgId")
-        return cls(
-            id=str(data["id"]),
-            room_id=str(data["roomId"]),
-            seq=int(data["seq"]),
-            sender_id=str(data["senderId"]),
-            body=str(data["body"]),
-            client_msg_id=str(cmid) if cmid is not None else None,
-            created_at=parse_time(data["createdAt"]),
-        )
+    def from_wire(cls, data: Any) -> Message:
+        def build(d: dict[str, Any]) -> Message:
+            cmid = d.get("clientMsgId")
+            return cls(
+                id=text(d["id"]),
+                room_id=text(d["roomId"]),
+                seq=seq_number(d["seq"]),
+                sender_id=text(d["senderId"]),
+                body=text(d["body"]),
+                client_msg_id=text(cmid) if cmid is not None else None,
+                created_at=parse_time(d["createdAt"]),
+            )
+
+        return checked("message", data, build)
 
     def to_wire(self) -> dict[str, Any]:
         return {

@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 
 import httpx
 
-from agenthub.client.errors import ConnectionError, Unauthorized, error_from_response
+from agenthub.client.errors import BadResponse, Unauthorized, error_from_response
 from agenthub.client.models import Agent, parse_time
+from agenthub.client.transport import Bounds, decode_json, fetch
 
 RENEW_MARGIN_MAX_S = 60.0
 RENEW_MARGIN_FRACTION = 0.2
@@ -52,9 +53,12 @@ class SessionCache:
         http: httpx.AsyncClient,
         api_token: str,
         clock: Callable[[], float] = time.monotonic,
+        bounds: Bounds | None = None,
     ) -> None:
         self._http = http
-        self._api_token = api_token
+        # A token read from a CRLF file or pasted with a newline: the whitespace is not part of it.
+        self._api_token = api_token.strip()
+        self._bounds = bounds or Bounds()
         self._clock = clock
         self._session: Session | None = None
         self._lock = asyncio.Lock()
@@ -98,21 +102,29 @@ class SessionCache:
         self._session = None
 
     async def _exchange(self) -> Session:
+        check_api_token(self._api_token)
         sent_at = self._clock()
-        try:
-            response = await self._http.post(
-                SESSIONS_PATH, headers={"Authorization": f"Bearer {self._api_token}"}
-            )
-        except httpx.TransportError as exc:
-            raise ConnectionError(_unreachable(self._http, exc)) from exc
+        response = await fetch(
+            self._http,
+            self._bounds,
+            "POST",
+            SESSIONS_PATH,
+            headers={"Authorization": f"Bearer {self._api_token}"},
+        )
         if response.status_code != 201:
             error = error_from_response(response)
             if isinstance(error, Unauthorized):
                 raise Unauthorized(f"the API token was refused: {error.message}") from None
             raise error
-        body = response.json()
-        token = str(body["token"])
-        expires_at = parse_time(body["expiresAt"])
+        body = decode_json(response)
+        try:
+            token = body["token"]
+            expires_at = parse_time(body["expiresAt"])
+            agent = Agent.from_wire(body["agent"])
+        except (KeyError, TypeError, ValueError, OverflowError):
+            raise BadResponse("the server's answer to opening a session is malformed") from None
+        if not isinstance(token, str) or not token.isascii() or not token.isprintable():
+            raise BadResponse("the server's session token is malformed")
         lifetime = _claimed_lifetime(token)
         if lifetime is None:  # unreadable claims: trust the stated expiry and our wall clock
             lifetime = (expires_at - datetime.now(UTC)).total_seconds()
@@ -121,8 +133,20 @@ class SessionCache:
         return Session(
             token=token,
             expires_at=expires_at,
-            agent=Agent.from_wire(body["agent"]),
+            agent=agent,
             renew_at=sent_at + usable - renew_margin(usable),
+        )
+
+
+def check_api_token(token: str) -> None:
+    """Refuse, without quoting it, a token that cannot be one: what it holds is a secret, and
+    httpx would otherwise fail on it with the whole header in its message (or a traceback)."""
+    if not token:
+        raise Unauthorized("the API token is empty")
+    if not (token.isascii() and token.isprintable()) or " " in token:
+        raise Unauthorized(
+            "the API token is malformed: it holds a space, a control character or a non-ASCII "
+            "character, which no AgentHub token has; copy it again"
         )
 
 
@@ -134,8 +158,3 @@ def _claimed_lifetime(token: str) -> float | None:
         return float(claims["exp"]) - float(claims["iat"])
     except (IndexError, ValueError, KeyError, TypeError):
         return None
-
-
-def _unreachable(http: httpx.AsyncClient, exc: BaseException) -> str:
-    detail = str(exc) or type(exc).__name__
-    return f"cannot reach AgentHub at {http.base_url}: {detail}"

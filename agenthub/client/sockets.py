@@ -19,7 +19,13 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from agenthub.client.errors import AgentHubError, ConnectionError, Unauthorized, Unavailable
+from agenthub.client.errors import (
+    AgentHubError,
+    BadResponse,
+    ConnectionError,
+    Unauthorized,
+    Unavailable,
+)
 from agenthub.client.session import CLAIM_GRANULARITY_S, SessionCache
 
 if TYPE_CHECKING:
@@ -68,13 +74,19 @@ async def _connect(
     await sessions.token()  # opens a session first: a bad API token raises here
     if WIRE_LOG.level == logging.NOTSET:
         WIRE_LOG.setLevel(logging.CRITICAL)
-    # handle_sigint=False: a library must not take over the application's Ctrl-C.
-    sio = socketio.AsyncClient(
-        reconnection=False, handle_sigint=False, logger=WIRE_LOG, engineio_logger=WIRE_LOG
-    )
     refusals: list[str] = []
     used: list[str] = []  # the JWT the handshake carried
     renewal: list[asyncio.Task[None]] = []
+    redirects: list[str] = []
+    # handle_sigint=False: a library must not take over the application's Ctrl-C.
+    # http_session as a factory: engine.io makes (and closes) the aiohttp session, ours.
+    sio = socketio.AsyncClient(
+        reconnection=False,
+        handle_sigint=False,
+        logger=WIRE_LOG,
+        engineio_logger=WIRE_LOG,
+        http_session=lambda: _no_redirects_session(redirects),
+    )
 
     def on_connect_error(data: Any = None) -> None:
         if isinstance(data, dict) and isinstance(data.get("message"), str):
@@ -118,6 +130,11 @@ async def _connect(
     except (socketio.exceptions.ConnectionError, TimeoutError, OSError) as exc:
         with contextlib.suppress(Exception):
             await sio.disconnect()
+        if redirects:
+            raise BadResponse(
+                f"{url} answered the real-time connection with a redirect to {redirects[0]}; "
+                "AgentHub clients do not follow redirects: use the server's own address"
+            ) from None
         raise _refusal(url, refusals, exc, sessions) from None
     if used:
         renewal.append(
@@ -147,6 +164,27 @@ async def _keep_renewed(sio: socketio.AsyncClient, sessions: SessionCache, token
             log.info("the server refused to renew the real-time session: %s", ack)
             return
         token = fresh
+
+
+def _no_redirects_session(redirects: list[str]) -> Any:
+    """An aiohttp session that never follows a redirect, and notes where one pointed.
+
+    aiohttp's `ws_connect` follows redirects, to any origin; the Socket.IO handshake that then
+    runs over the connection carries the session JWT in its auth, so following one would hand
+    the JWT to whoever the redirect names."""
+    import aiohttp
+
+    async def refuse_redirects(
+        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        response = await handler(request)
+        if 300 <= response.status < 400:
+            redirects.append(response.headers.get("Location", "elsewhere"))
+            response.release()
+            raise aiohttp.ClientConnectionError("redirect refused")
+        return response
+
+    return aiohttp.ClientSession(middlewares=(refuse_redirects,))
 
 
 async def call(sio: socketio.AsyncClient, event: str, data: Any) -> Any:

@@ -147,7 +147,7 @@ class Subscription:
                 self.cursors.setdefault(room.id, 0)  # a new membership: from its first message
                 self._active.add(room.id)
                 self._pending[room.id] = None
-        elif kind == "removed":
+        elif kind == "removed" and isinstance(data, dict):
             room_id = str(data.get("roomId"))
             self._active.discard(room_id)
             self._pending.pop(room_id, None)
