@@ -352,7 +352,7 @@ async def _refuse_unless_empty(db: Database, label: str, force: bool) -> None:
     counts = await _counts(db)
     if not counts or force:
         return
-    main = [f"{counts.get(t, 0)} {t}" for t in ("agents", "rooms", "messages")]
+    main = [_plural(counts.get(t, 0), t) for t in ("agents", "rooms", "messages")]
     others = sorted(set(counts) - {"agents", "rooms", "messages"})
     held = ", ".join(main[:-1]) + f" and {main[-1]}"
     if others:
@@ -362,6 +362,10 @@ async def _refuse_unless_empty(db: Database, label: str, force: bool) -> None:
         "all of it. Restore into an empty database, or stop AgentHub and add --force to "
         "overwrite it"
     )
+
+
+def _plural(n: int, table: str) -> str:
+    return f"{n} {table}" if n != 1 else f"1 {table.removesuffix('s')}"
 
 
 async def _pg_drop_tables(db: Database) -> None:

@@ -54,7 +54,8 @@ class Connection:
 def connection(url: str) -> Connection:
     parsed: URL = make_url(url)
     password = parsed.password if isinstance(parsed.password, str) else None
-    plain = parsed.set(drivername="postgresql", password=None)
+    # URL.set() leaves a field alone when given None: replace it to drop the password.
+    plain = parsed._replace(drivername="postgresql", password=None)
     env = dict(os.environ)
     env.setdefault("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_S)
     if password:
