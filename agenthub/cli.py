@@ -221,9 +221,9 @@ def backup(
     """Back up the database to FILE while AgentHub runs (a SQLite file, or pg_dump -Fc)."""
     from agenthub.db import backup as backups
 
-    settings = settings_or_exit()
-    url = settings.resolved_database_url
-    done = run_with_services(lambda s: backups.backup(s.db, url, file), migrate=False)
+    done = run_with_services(
+        lambda s: backups.backup(s.db, s.settings.resolved_database_url, file), migrate=False
+    )
     counts = "" if done.messages is None else f" ({done.rooms} rooms, {done.messages} messages)"
     emit(as_json, asdict(done), f"backed up the {done.backend} database to {done.file}{counts}")
 
@@ -239,9 +239,10 @@ def restore(
     """Restore FILE into the configured (empty) database, then apply the migrations."""
     from agenthub.db import backup as backups
 
-    settings = settings_or_exit()
-    url = settings.resolved_database_url
-    done = run_with_services(lambda s: backups.restore(s.db, url, file, force=force), migrate=False)
+    done = run_with_services(
+        lambda s: backups.restore(s.db, s.settings.resolved_database_url, file, force=force),
+        migrate=False,
+    )
     emit(
         as_json,
         asdict(done),
