@@ -11,6 +11,8 @@ import contextlib
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -223,6 +225,46 @@ def seed(as_json: JsonOpt = False) -> None:
             )
     lines.append("rooms: " + ", ".join(slug for slug, _, _ in SEED_ROOMS))
     emit(as_json, {"agents": results, "rooms": [s for s, _, _ in SEED_ROOMS]}, "\n".join(lines))
+
+
+@app.command()
+def backup(
+    file: Annotated[
+        Path, typer.Argument(help="Where to write the backup (replaced if it exists).")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Back up the database to FILE while AgentHub runs (a SQLite file, or pg_dump -Fc)."""
+    from agenthub.db import backup as backups
+
+    done = run_with_services(
+        lambda s: backups.backup(s.db, s.settings.resolved_database_url, file), migrate=False
+    )
+    counts = "" if done.messages is None else f" ({done.rooms} rooms, {done.messages} messages)"
+    emit(as_json, asdict(done), f"backed up the {done.backend} database to {done.file}{counts}")
+
+
+@app.command()
+def restore(
+    file: Annotated[Path, typer.Argument(help="A backup made by `agenthub backup`.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite a target database that holds data.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Restore FILE into the configured (empty) database, then apply the migrations."""
+    from agenthub.db import backup as backups
+
+    done = run_with_services(
+        lambda s: backups.restore(s.db, s.settings.resolved_database_url, file, force=force),
+        migrate=False,
+    )
+    emit(
+        as_json,
+        asdict(done),
+        f"restored {done.file} into the {done.backend} database: {done.agents} agents, "
+        f"{done.rooms} rooms, {done.messages} messages (schema revision {done.revision})",
+    )
 
 
 @agents_app.command("create")
