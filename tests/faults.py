@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from tests.support import Server, stop_process, wait_ready
+from tests.support import Server, spawn_server, stop_process, wait_ready
 
 
 @dataclass(eq=False)
@@ -36,7 +34,10 @@ class TcpProxy:
     - `drop_all()`: cut every open connection (a network failure).
     - `lose_next_response(marker)`: the next request containing `marker` reaches the server,
       and its response is cut before the client sees a byte of it.
-    - `statuses`: the HTTP status of every response that went through.
+    - `statuses`: the HTTP status of every response that went through (101 for an upgrade to
+      a websocket).
+    - `refused`: how many connections were closed at once while `refusing`.
+    - `watch(marker)`, then `delivered(marker)`: how many chunks passed to clients held it.
     """
 
     def __init__(self, target_port: int) -> None:
@@ -44,6 +45,8 @@ class TcpProxy:
         self.refusing = False
         self.lost_responses = 0
         self.statuses: list[int] = []
+        self.refused = 0
+        self._watched: dict[bytes, int] = {}
         self._armed: bytes | None = None
         self._links: set[_Link] = set()
         self._server: asyncio.Server | None = None
@@ -71,8 +74,15 @@ class TcpProxy:
     def lose_next_response(self, marker: bytes) -> None:
         self._armed = marker
 
+    def watch(self, marker: bytes) -> None:
+        self._watched[marker] = 0
+
+    def delivered(self, marker: bytes) -> int:
+        return self._watched[marker]
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refusing:
+            self.refused += 1
             writer.transport.abort()
             return
         try:
@@ -113,6 +123,9 @@ class TcpProxy:
                         return  # the caller aborts both sides: the answer never arrives
                     if data.startswith(b"HTTP/1.") and data[9:12].isdigit():
                         self.statuses.append(int(data[9:12]))
+                    for marker in self._watched:
+                        if marker in data:
+                            self._watched[marker] += 1
                 sink.write(data)
                 await sink.drain()
 
@@ -126,12 +139,7 @@ def restart_server(server: Server, **extra_env: str) -> None:
     port = urlparse(server.base_url).port
     assert port is not None
     server.env = {**server.env, **extra_env}
+    server.past_logs.append(server.log_path)
     server.log_path = server.log_path.with_name(f"{server.log_path.stem}-restarted.log")
-    with server.log_path.open("ab") as log:
-        server.proc = subprocess.Popen(
-            [sys.executable, "-m", "agenthub", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=server.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    server.proc = spawn_server(server.env, port, server.log_path)
     wait_ready(server.base_url, server.proc, server.log_path)
