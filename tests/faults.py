@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -38,6 +39,7 @@ class TcpProxy:
       a websocket).
     - `refused`: how many connections were closed at once while `refusing`.
     - `watch(marker)`, then `delivered(marker)`: how many chunks passed to clients held it.
+    - `await until(condition)`: wait for one of those to change as wanted.
     """
 
     def __init__(self, target_port: int) -> None:
@@ -47,6 +49,7 @@ class TcpProxy:
         self.statuses: list[int] = []
         self.refused = 0
         self._watched: dict[bytes, int] = {}
+        self._progress = asyncio.Event()  # set whenever a status or a watched marker is seen
         self._armed: bytes | None = None
         self._links: set[_Link] = set()
         self._server: asyncio.Server | None = None
@@ -79,6 +82,12 @@ class TcpProxy:
 
     def delivered(self, marker: bytes) -> int:
         return self._watched[marker]
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        """Until `condition()` (of `statuses`, `delivered`) holds; bound it with a timeout."""
+        while not condition():
+            self._progress.clear()
+            await self._progress.wait()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refusing:
@@ -123,9 +132,11 @@ class TcpProxy:
                         return  # the caller aborts both sides: the answer never arrives
                     if data.startswith(b"HTTP/1.") and data[9:12].isdigit():
                         self.statuses.append(int(data[9:12]))
+                        self._progress.set()
                     for marker in self._watched:
                         if marker in data:
                             self._watched[marker] += 1
+                            self._progress.set()
                 sink.write(data)
                 await sink.drain()
 
