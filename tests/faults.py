@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -139,6 +140,16 @@ class TcpProxy:
                             self._progress.set()
                 sink.write(data)
                 await sink.drain()
+
+
+@asynccontextmanager
+async def proxy_to(server: Server) -> AsyncIterator[TcpProxy]:
+    """A TcpProxy to the server, closed on exit."""
+    proxy = await TcpProxy(int(server.base_url.rsplit(":", 1)[1])).start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
 
 
 def restart_server(server: Server, **extra_env: str) -> None:
