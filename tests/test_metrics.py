@@ -3,6 +3,7 @@ and Python collectors, values that move with real traffic, and bounded label val
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -79,18 +80,19 @@ def scrape(server: Server) -> Scrape:
     return Scrape(r.text)
 
 
-def wait_for(
+async def wait_for(
     server: Server, predicate: Callable[[Scrape], bool], what: str, within: float = WAIT
 ) -> Scrape:
-    """Scrape until `predicate` holds; fail with the last scrape's evidence after `within`."""
+    """Scrape until `predicate` holds; fail after `within`. Scrapes on a thread and sleeps
+    asynchronously, so the test's sockets keep answering pings meanwhile."""
     deadline = time.monotonic() + within
     while True:
-        s = scrape(server)
+        s = await asyncio.to_thread(scrape, server)
         if predicate(s):
             return s
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not seen within {within}s")
-        time.sleep(0.1)
+        await asyncio.sleep(0.1)
 
 
 @asynccontextmanager
@@ -150,7 +152,7 @@ async def test_metrics_exposes_the_seeds_six_with_exact_names_types_and_labels(
     room = server.new_room(alice)
     async with connected(server, alice) as c:  # so that every labelled metric has samples
         await send(c, room["slug"], "for the metrics")
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.value("agenthub_messages_total", room_id=room["id"]) == 1,
         "the message in agenthub_messages_total",
@@ -218,7 +220,7 @@ async def test_three_messages_count_three_under_their_room(
             timeout=WAIT,
         )
         assert ack["ok"] is True
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.value("agenthub_messages_total", room_id=room["id"]) >= 3,
         "3 messages",
@@ -227,7 +229,7 @@ async def test_three_messages_count_three_under_their_room(
     # A REST send counts too, under its own room.
     r = bob.post(f"/api/v1/rooms/{other['slug']}/messages", {"body": "over http"})
     assert r.status_code == 201, r.text
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.value("agenthub_messages_total", room_id=other["id"]) == 1,
         "the REST message",
@@ -235,14 +237,16 @@ async def test_three_messages_count_three_under_their_room(
     assert s.value("agenthub_messages_total", room_id=room["id"]) == 3
 
 
-def test_http_requests_are_counted_under_the_route_template(server: Server, alice: Agent) -> None:
+async def test_http_requests_are_counted_under_the_route_template(
+    server: Server, alice: Agent
+) -> None:
     room = server.new_room(alice)
     labels = {"method": "GET", "route": "/api/v1/rooms/{room}", "status_code": "200"}
     before = scrape(server).value("agenthub_http_requests_total", **labels)
     for ref in (room["slug"], room["id"]):
         r = alice.get(f"/api/v1/rooms/{ref}")
         assert r.status_code == 200, r.text
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.value("agenthub_http_requests_total", **labels) >= before + 2,
         "2 requests under /api/v1/rooms/{room}",
@@ -251,7 +255,7 @@ def test_http_requests_are_counted_under_the_route_template(server: Server, alic
     # Errors keep the template and carry their status.
     missing = alice.get(f"/api/v1/rooms/{room['slug']}-gone")
     assert missing.status_code == 404
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.value("agenthub_http_requests_total", **{**labels, "status_code": "404"}) >= 1,
         "a 404 under /api/v1/rooms/{room}",
@@ -260,7 +264,7 @@ def test_http_requests_are_counted_under_the_route_template(server: Server, alic
         assert room["slug"] not in value, f"raw slug in label {key}={value}"
 
 
-def test_answers_given_before_routing_keep_their_route_template(
+async def test_answers_given_before_routing_keep_their_route_template(
     server: Server, alice: Agent
 ) -> None:
     """A body refused for its size and a CORS preflight never reach the router; they are
@@ -282,7 +286,7 @@ def test_answers_given_before_routing_keep_their_route_template(
         headers={"Origin": "http://localhost:3000", "Access-Control-Request-Method": "GET"},
     )
     assert r.status_code == 204
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.value("agenthub_http_requests_total", **preflight) > before_preflight,
         "the preflight under /api/v1/rooms/{room}",
@@ -290,7 +294,7 @@ def test_answers_given_before_routing_keep_their_route_template(
     assert s.value("agenthub_http_requests_total", **too_large) == before + 1
 
 
-def test_unknown_paths_share_one_route_label(server: Server) -> None:
+async def test_unknown_paths_share_one_route_label(server: Server) -> None:
     labels = {"method": "GET", "route": "unmatched", "status_code": "404"}
     before = scrape(server).value("agenthub_http_requests_total", **labels)
     paths = [f"/no-such-{uuid.uuid4().hex}/{i}" for i in range(3)] + [
@@ -299,7 +303,7 @@ def test_unknown_paths_share_one_route_label(server: Server) -> None:
     ]
     for path in paths:
         assert server.api.http.get(path).status_code == 404
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.value("agenthub_http_requests_total", **labels) >= before + 5,
         "5 unmatched requests",
@@ -321,7 +325,7 @@ async def test_websocket_latency_and_db_histograms_get_samples(
             await send(c, room["id"], f"timed {i}")
         ack = await c.call("room:join", {"roomId": room["id"]}, timeout=WAIT)
         assert ack["ok"] is True
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: (
             s.value(count, event="message:send") >= before.value(count, event="message:send") + 3
@@ -333,7 +337,7 @@ async def test_websocket_latency_and_db_histograms_get_samples(
     events = {v for n, k, v in s.label_values() if k == "event"}
     assert events <= {"message:send", "room:join", "room:leave"}, events
     # Storing messages inserts (however the writer batches them), and is timed like any query.
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: (
             s.value(db_count, operation="insert") > before.value(db_count, operation="insert")
@@ -343,7 +347,7 @@ async def test_websocket_latency_and_db_histograms_get_samples(
     # Logging in updates the token's lastUsedAt; everything selects.
     mid = s
     server.api.login(alice.token)
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.value(db_count, operation="update") > mid.value(db_count, operation="update"),
         "an update sample from a login",
@@ -395,21 +399,25 @@ async def test_no_label_value_holds_a_raw_path_or_an_agent_id(
 async def test_agents_connected_follows_sockets(fast_metrics_server: Server) -> None:
     srv = fast_metrics_server
     alice, bob = srv.new_agent(), srv.new_agent()
-    base = wait_for(
-        srv, lambda s: s.value("agenthub_agents_connected") == 0, "no socket connected"
+    base = (
+        await wait_for(
+            srv, lambda s: s.value("agenthub_agents_connected") == 0, "no socket connected"
+        )
     ).value("agenthub_agents_connected")
     async with connected(srv, alice) as a:
-        s = wait_for(srv, lambda s: s.value("agenthub_agents_connected") == base + 1, "1 socket")
+        s = await wait_for(
+            srv, lambda s: s.value("agenthub_agents_connected") == base + 1, "1 socket"
+        )
         async with connected(srv, bob, transports=["polling"]) as b:
-            s = wait_for(
+            s = await wait_for(
                 srv, lambda s: s.value("agenthub_agents_connected") == base + 2, "2 sockets"
             )
             assert a.connected
             assert b.connected
-        s = wait_for(
+        s = await wait_for(
             srv, lambda s: s.value("agenthub_agents_connected") == base + 1, "1 socket left"
         )
-    s = wait_for(srv, lambda s: s.value("agenthub_agents_connected") == base, "all gone")
+    s = await wait_for(srv, lambda s: s.value("agenthub_agents_connected") == base, "all gone")
     # A refused handshake is never counted.
     client = socketio.AsyncClient(reconnection=False)
     with pytest.raises(socketio.exceptions.ConnectionError):
@@ -435,10 +443,10 @@ async def test_rooms_active_counts_rooms_with_a_connected_socket(
     srv.new_room(bob)  # bob only
     srv.new_room(srv.admin)  # nobody connected
     gauge = "agenthub_rooms_active"
-    wait_for(srv, lambda s: s.value(gauge) == 0, "no active room")
+    await wait_for(srv, lambda s: s.value(gauge) == 0, "no active room")
     async with connected(srv, alice):
-        wait_for(srv, lambda s: s.value(gauge) == 2, "alice's 2 rooms active")
+        await wait_for(srv, lambda s: s.value(gauge) == 2, "alice's 2 rooms active")
         async with connected(srv, bob):
-            wait_for(srv, lambda s: s.value(gauge) == 3, "3 rooms active")
-        wait_for(srv, lambda s: s.value(gauge) == 2, "back to alice's 2 rooms")
-    wait_for(srv, lambda s: s.value(gauge) == 0, "no active room after disconnects")
+            await wait_for(srv, lambda s: s.value(gauge) == 3, "3 rooms active")
+        await wait_for(srv, lambda s: s.value(gauge) == 2, "back to alice's 2 rooms")
+    await wait_for(srv, lambda s: s.value(gauge) == 0, "no active room after disconnects")
