@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from tests.support import Server, stop_process, wait_ready
+from tests.support import Server, spawn_server, stop_process, wait_ready
 
 
 @dataclass(eq=False)
@@ -36,7 +36,11 @@ class TcpProxy:
     - `drop_all()`: cut every open connection (a network failure).
     - `lose_next_response(marker)`: the next request containing `marker` reaches the server,
       and its response is cut before the client sees a byte of it.
-    - `statuses`: the HTTP status of every response that went through.
+    - `statuses`: the HTTP status of every response that went through (101 for an upgrade to
+      a websocket).
+    - `refused`: how many connections were closed at once while `refusing`.
+    - `watch(marker)`, then `delivered(marker)`: how many chunks passed to clients held it.
+    - `await until(condition)`: wait for one of those to change as wanted.
     """
 
     def __init__(self, target_port: int) -> None:
@@ -44,6 +48,9 @@ class TcpProxy:
         self.refusing = False
         self.lost_responses = 0
         self.statuses: list[int] = []
+        self.refused = 0
+        self._watched: dict[bytes, int] = {}
+        self._progress = asyncio.Event()  # set whenever a status or a watched marker is seen
         self._armed: bytes | None = None
         self._links: set[_Link] = set()
         self._server: asyncio.Server | None = None
@@ -71,8 +78,21 @@ class TcpProxy:
     def lose_next_response(self, marker: bytes) -> None:
         self._armed = marker
 
+    def watch(self, marker: bytes) -> None:
+        self._watched[marker] = 0
+
+    def delivered(self, marker: bytes) -> int:
+        return self._watched[marker]
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        """Until `condition()` (of `statuses`, `delivered`) holds; bound it with a timeout."""
+        while not condition():
+            self._progress.clear()
+            await self._progress.wait()
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.refusing:
+            self.refused += 1
             writer.transport.abort()
             return
         try:
@@ -113,8 +133,23 @@ class TcpProxy:
                         return  # the caller aborts both sides: the answer never arrives
                     if data.startswith(b"HTTP/1.") and data[9:12].isdigit():
                         self.statuses.append(int(data[9:12]))
+                        self._progress.set()
+                    for marker in self._watched:
+                        if marker in data:
+                            self._watched[marker] += 1
+                            self._progress.set()
                 sink.write(data)
                 await sink.drain()
+
+
+@asynccontextmanager
+async def proxy_to(server: Server) -> AsyncIterator[TcpProxy]:
+    """A TcpProxy to the server, closed on exit."""
+    proxy = await TcpProxy(int(server.base_url.rsplit(":", 1)[1])).start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()
 
 
 def restart_server(server: Server, **extra_env: str) -> None:
@@ -126,12 +161,7 @@ def restart_server(server: Server, **extra_env: str) -> None:
     port = urlparse(server.base_url).port
     assert port is not None
     server.env = {**server.env, **extra_env}
+    server.past_logs.append(server.log_path)
     server.log_path = server.log_path.with_name(f"{server.log_path.stem}-restarted.log")
-    with server.log_path.open("ab") as log:
-        server.proc = subprocess.Popen(
-            [sys.executable, "-m", "agenthub", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=server.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    server.proc = spawn_server(server.env, port, server.log_path)
     wait_ready(server.base_url, server.proc, server.log_path)

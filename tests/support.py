@@ -27,6 +27,10 @@ PG_ADMIN_URL = os.environ.get(
     "AGENTHUB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 START_TIMEOUT_S = 30
+START_ATTEMPTS = 3  # a port picked free can be taken before the server binds it
+# A renewing agent (the session's admin) trades its API token for a new JWT when the one it holds
+# has less than this left (or half its lifetime, for servers with short test lifetimes).
+RENEW_BEFORE_S = 120.0
 JWT_SECRET = "test-secret-" + "x" * 40
 
 
@@ -106,9 +110,21 @@ def base_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def jwt_claims(token: str) -> dict[str, Any]:
+    """A JWT's payload, read without verifying it (only to know when it expires)."""
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert isinstance(claims, dict), claims
+    return claims
+
+
 @dataclass
 class Agent:
-    """An agent as seen by the tests: its ids, its API token and a session JWT."""
+    """An agent as seen by the tests: its ids, its API token and a session JWT.
+
+    `renewing` agents (the harness's admin, which lives as long as a whole test session) get a
+    new JWT before theirs expires and after a 401, so a long run never sees the admin refused;
+    the agents tests create keep exactly the JWT they were given."""
 
     id: str
     name: str
@@ -116,21 +132,47 @@ class Agent:
     token: str
     jwt: str
     client: ApiClient = field(repr=False)
+    renewing: bool = False
 
     def get(self, path: str, **kw: Any) -> httpx.Response:
-        return self.client.request("GET", path, jwt=self.jwt, **kw)
+        return self.request("GET", path, **kw)
 
     def post(self, path: str, json_body: Any = None, **kw: Any) -> httpx.Response:
-        return self.client.request("POST", path, jwt=self.jwt, json=json_body, **kw)
+        return self.request("POST", path, json=json_body, **kw)
 
     def delete(self, path: str, **kw: Any) -> httpx.Response:
-        return self.client.request("DELETE", path, jwt=self.jwt, **kw)
+        return self.request("DELETE", path, **kw)
+
+    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        own_jwt = "Authorization" not in (kw.get("headers") or {})
+        if self.renewing and own_jwt:
+            self.renew_if_due()
+        r = self.client.request(method, path, jwt=self.jwt, **kw)
+        if r.status_code == 401 and self.renewing and own_jwt and self._renew():
+            r = self.client.request(method, path, jwt=self.jwt, **kw)
+        return r
+
+    def renew_if_due(self) -> None:
+        claims = jwt_claims(self.jwt)
+        lifetime = float(claims["exp"]) - float(claims["iat"])
+        if float(claims["exp"]) - time.time() < min(RENEW_BEFORE_S, lifetime / 2):
+            self._renew()
+
+    def _renew(self) -> bool:
+        r = self.client.session(self.token)
+        if r.status_code != 201:
+            return False
+        self.jwt = str(r.json()["token"])
+        return True
 
 
 class ApiClient:
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, local_address: str | None = None) -> None:
         self.base_url = base_url
-        self.http = httpx.Client(base_url=base_url, timeout=30)
+        # `local_address` (a 127.x.y.z of the test's own) keeps the harness's logins out of a
+        # per-IP rate-limit counter that other servers share through Redis.
+        transport = httpx.HTTPTransport(local_address=local_address) if local_address else None
+        self.http = httpx.Client(base_url=base_url, timeout=30, transport=transport)
 
     def request(
         self, method: str, path: str, *, jwt: str | None = None, **kw: Any
@@ -152,6 +194,14 @@ class ApiClient:
         self.http.close()
 
 
+@dataclass(frozen=True)
+class LogMark:
+    """A position in a server's log: `Server.log_text(since=mark)` reads what came after it."""
+
+    path: Path
+    offset: int
+
+
 @dataclass
 class Server:
     backend: str
@@ -161,7 +211,15 @@ class Server:
     proc: subprocess.Popen[bytes]
     log_path: Path
     api: ApiClient
-    admin: Agent
+    _admin: Agent
+    # Logs of the processes this server ran before a restart (tests/faults.py), oldest first.
+    past_logs: list[Path] = field(default_factory=list)
+
+    @property
+    def admin(self) -> Agent:
+        """The first admin, with a JWT that is not about to expire."""
+        self._admin.renew_if_due()
+        return self._admin
 
     def new_agent(self, role: str = "agent", name: str | None = None) -> Agent:
         """Create an agent through the API (as the admin), issue its token, open a session."""
@@ -186,24 +244,90 @@ class Server:
             assert r.status_code == 201, r.text
         return room
 
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def log_mark(self) -> LogMark:
+        """Where the log ends now: a test that checks the log reads only what it caused."""
+        size = self.log_path.stat().st_size if self.log_path.exists() else 0
+        return LogMark(self.log_path, size)
+
+    def log_text(self, since: LogMark | None = None) -> str:
+        """The log of this server (all its processes), or only what was written after `since`."""
+        paths = [*self.past_logs, self.log_path]
+        if since is not None and since.path in paths:
+            paths = paths[paths.index(since.path) :]
+        parts = []
+        for path in paths:
+            with path.open("rb") as f:
+                if since is not None and path == since.path:
+                    f.seek(since.offset)
+                parts.append(f.read().decode(errors="replace"))
+        return "".join(parts)
+
+
+class PortTaken(RuntimeError):
+    """The server could not bind its port: something took it after it was picked."""
+
+
+def _listening(pid: int, port: int) -> bool:
+    """Whether process `pid` itself listens on TCP `port` (Linux /proc): /readyz answered by
+    whichever process holds a port is no proof that it is the one just started."""
+    try:
+        inodes = {
+            os.readlink(fd)[len("socket:[") : -1]
+            for fd in Path(f"/proc/{pid}/fd").iterdir()
+            if os.readlink(fd).startswith("socket:[")
+        }
+    except OSError:
+        return False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port and inode in inodes:
+                    return True
+    return False
 
 
 def wait_ready(base_url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Until `proc` listens on the URL's port and answers /readyz 200; PortTaken if it could
+    not bind the port, RuntimeError for any other failure to start."""
+    port = int(base_url.rsplit(":", 1)[1])
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
-                return
+            log = log_path.read_text(errors="replace")
+            if "address already in use" in log.lower():
+                raise PortTaken(f"port {port} was taken before the server bound it")
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log}")
+        if _listening(proc.pid, port):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                    return
         time.sleep(0.1)
     raise RuntimeError(f"server not ready within {START_TIMEOUT_S}s:\n{log_path.read_text()}")
 
 
-def start_server(backend: str, database_url: str, data_dir: Path, **extra_env: str) -> Server:
-    """Create the first admin with the CLI, then run `agenthub serve` until it is ready."""
+def spawn_server(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "agenthub", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def start_server(
+    backend: str,
+    database_url: str,
+    data_dir: Path,
+    *,
+    client_address: str | None = None,
+    **extra_env: str,
+) -> Server:
+    """Create the first admin with the CLI, then run `agenthub serve` until it is ready.
+
+    `client_address`: the loopback address the harness's own requests come from."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = base_env(database_url, data_dir, **extra_env)
     admin_name = uniq("root")
@@ -213,24 +337,24 @@ def start_server(backend: str, database_url: str, data_dir: Path, **extra_env: s
     assert issued.returncode == 0, issued.stderr
     token = json.loads(issued.stdout)["token"]
 
-    port = free_port()
-    log_path = data_dir / f"server-{port}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agenthub", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base_url, proc, log_path)
-    except Exception:
-        stop_process(proc)
-        raise
-    api = ApiClient(base_url)
+    for attempt in range(1, START_ATTEMPTS + 1):
+        port = free_port()
+        log_path = data_dir / f"server-{port}.log"
+        proc = spawn_server(env, port, log_path)
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(base_url, proc, log_path)
+            break
+        except PortTaken:
+            stop_process(proc)
+            if attempt == START_ATTEMPTS:
+                raise
+        except Exception:
+            stop_process(proc)
+            raise
+    api = ApiClient(base_url, client_address)
     agent = json.loads(made.stdout)
-    admin = Agent(agent["id"], admin_name, "admin", token, api.login(token), api)
+    admin = Agent(agent["id"], admin_name, "admin", token, api.login(token), api, renewing=True)
     return Server(backend, base_url, database_url, env, proc, log_path, api, admin)
 
 

@@ -120,8 +120,11 @@ def configured(
 
 
 @pytest.fixture
-def redis_db() -> Iterator[str]:
-    """REDIS_URL's database, emptied; skipped when Redis is unreachable (failed when required)."""
+def redis_db() -> Iterator[redis.Redis]:
+    """A client of REDIS_URL's database; skipped when Redis is unreachable (failed when required).
+
+    The instance is shared (other runs, other suites): never flushed. A test's counters are its
+    own by their keys (fresh agent ids, loopback addresses of its own), and it deletes those."""
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
     try:
         client.ping()
@@ -132,12 +135,15 @@ def redis_db() -> Iterator[str]:
                 f"AGENTHUB_REQUIRE_REDIS=1 but Redis is not reachable at {REDIS_URL}: {exc}"
             )
         pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-    client.flushdb()
     try:
-        yield REDIS_URL
+        yield client
     finally:
-        client.flushdb()
         client.close()
+
+
+def keys_naming(client: redis.Redis, *names: str) -> list[bytes]:
+    """The keys that hold one of `names` (an agent id, a client address)."""
+    return [key for name in names for key in client.scan_iter(match=f"*{name}*", count=1000)]
 
 
 # ---- security headers and request ids ----
@@ -491,20 +497,40 @@ def test_authenticated_requests_are_limited_per_agent(
 
 
 def test_redis_shares_counters_between_servers(
-    backend: str, database_url: str, tmp_path: Path, redis_db: str
+    backend: str, database_url: str, tmp_path: Path, redis_db: redis.Redis
 ) -> None:
     limits = {"RATE_LIMIT_UNAUTH_PER_MIN": "6", "RATE_LIMIT_AUTH_PER_MIN": "8"}
-    one = start_server(backend, database_url, tmp_path / "one", REDIS_URL=redis_db, **limits)
+    # The harness's own logins come from an address of this test's, not 127.0.0.1, whose
+    # counter in the shared Redis other runs use too.
+    harness = loopback_address()
+    address = loopback_address()  # one client address, seen by both servers
+    one = start_server(
+        backend,
+        database_url,
+        tmp_path / "one",
+        client_address=harness,
+        REDIS_URL=REDIS_URL,
+        **limits,
+    )
     two = None
+    ours = [harness, address, one.admin.id]
     try:
-        two = start_server(backend, database_url, tmp_path / "two", REDIS_URL=redis_db, **limits)
+        two = start_server(
+            backend,
+            database_url,
+            tmp_path / "two",
+            client_address=harness,
+            REDIS_URL=REDIS_URL,
+            **limits,
+        )
+        ours.append(two.admin.id)
         servers = [one, two]
         for srv in servers:
             r = srv.api.http.get("/readyz")
             assert r.status_code == 200, r.text
             assert r.json() == {"status": "ready", "checks": {"db": "ok", "redis": "ok"}}
         agent = one.new_agent()
-        address = loopback_address()  # one client address, seen by both servers
+        ours.append(agent.id)
         clients = [client_at(one, address), client_at(two, address)]
         try:
             with_window_room()
@@ -521,14 +547,17 @@ def test_redis_shares_counters_between_servers(
         finally:
             for c in clients:
                 c.close()
-        keys = redis.Redis.from_url(redis_db).keys("*")
-        assert keys, "no counter in Redis"
+        assert keys_naming(redis_db, f"agent:{agent.id}"), "no agent counter in Redis"
+        assert keys_naming(redis_db, f"ip:{address}"), "no address counter in Redis"
     finally:
         one.api.close()
         stop_process(one.proc)
         if two is not None:
             two.api.close()
             stop_process(two.proc)
+        mine = keys_naming(redis_db, *ours)
+        if mine:
+            redis_db.delete(*mine)
 
 
 def test_readyz_reports_an_unreachable_redis(tmp_path: Path) -> None:

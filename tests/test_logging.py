@@ -297,3 +297,39 @@ def test_the_scan_would_see_a_leak(tmp_path: Path) -> None:
     with pytest.raises(AssertionError):  # shortened: head and tail
         assert_no_secret(filler + f"{token[:24]}...{token[-14:]}", found)
     assert_no_secret(filler + '{"msg": "login with [redacted]"}', found)
+
+
+@pytest.mark.parametrize(
+    ("env", "log_format", "as_json"),
+    [("development", "json", True), ("production", "text", False)],
+)
+def test_log_format_overrides_the_environments_default(
+    tmp_path: Path, env: str, log_format: str, as_json: bool
+) -> None:
+    """LOG_FORMAT=json in development and LOG_FORMAT=text in production: the variable wins
+    over the environment's default (which the runs above check)."""
+    srv = start_server(
+        "sqlite",
+        f"sqlite:///{tmp_path / 'format.db'}",
+        tmp_path / "data",
+        AGENTHUB_ENV=env,
+        LOG_FORMAT=log_format,
+        LOG_LEVEL="info",
+    )
+    rid = f"format-{uuid.uuid4().hex}"
+    try:
+        assert srv.admin.get("/api/v1/agents/me", headers={"X-Request-ID": rid}).status_code == 200
+    finally:
+        srv.api.close()
+        stop_process(srv.proc)
+    lines = [line for line in srv.log_text().splitlines() if line.strip()]
+    ours = [line for line in lines if rid in line]
+    assert len(ours) == 1, lines
+    if as_json:
+        records = json_lines("\n".join(lines))
+        assert len(records) >= len(lines) - 2  # only the CLI's start-up lines are not JSON
+        assert next(r for r in records if r.get("request_id") == rid)["status"] == 200
+    else:
+        assert not any(line.lstrip().startswith("{") for line in lines), lines[:5]
+        assert f"request_id={rid}" in ours[0]
+        assert "status=200" in ours[0]

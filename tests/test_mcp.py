@@ -17,6 +17,7 @@ from typing import Any
 from mcp import Client, StdioServerParameters
 from mcp.types import CallToolResult, TextContent
 
+from tests.faults import proxy_to
 from tests.support import Agent, Server, free_port, uniq
 
 REPO = Path(__file__).resolve().parent.parent
@@ -234,7 +235,8 @@ async def test_two_agents_hold_a_conversation(
 ) -> None:
     room = server.new_room(alice, bob)["slug"]
     async with (
-        mcp_session(as_agent(server, alice), tmp_path / "alice") as a,
+        proxy_to(server) as alice_net,  # to see when her wait listens, and what reaches her
+        mcp_session({**as_agent(server, alice), "AGENTHUB_URL": alice_net.url}, tmp_path) as a,
         mcp_session(as_agent(server, bob), tmp_path / "bob") as b,
     ):
         start = (await call(b, "read_messages", room=room))["lastSeq"]
@@ -249,20 +251,38 @@ async def test_two_agents_hold_a_conversation(
         assert [(m["sender"], m["body"]) for m in heard["messages"]] == [
             (alice.name, "Bob, what is 6 x 7?")
         ]
-        answered = await call(b, "send_message", room=room, body="42")
-        # Alice waits after her own question: her own message does not end the wait.
-        reply = await call(
-            a, "wait_for_messages", room=room, after_seq=asked["seq"], timeout_seconds=WAIT
+        # Alice waits for the answer; while she waits she adds a word of her own, which her
+        # wait (after_seq includes it) must not end on.
+        await alice_net.until(lambda: 101 in alice_net.statuses)  # her presence socket
+        sockets = alice_net.statuses.count(101)
+        alice_hears = asyncio.create_task(
+            call(a, "wait_for_messages", room=room, after_seq=asked["seq"], timeout_seconds=WAIT)
         )
+        own_words = "(take your time)"
+        alice_net.watch(own_words.encode())
+        async with asyncio.timeout(WAIT):
+            await alice_net.until(lambda: alice_net.statuses.count(101) > sockets)  # listening
+            r = await asyncio.to_thread(
+                alice.post, f"/api/v1/rooms/{room}/messages", {"body": own_words}
+            )
+            assert r.status_code == 201, r.text
+            # Delivered to both of her sockets: the wait's, and her presence socket.
+            await alice_net.until(lambda: alice_net.delivered(own_words.encode()) >= 2)
+        await asyncio.wait({alice_hears}, timeout=1)
+        assert not alice_hears.done(), "her own message ended the wait"
+        answered = await call(b, "send_message", room=room, body="42")
+        reply = await alice_hears
         assert [(m["seq"], m["sender"], m["body"]) for m in reply["messages"]] == [
-            (answered["seq"], bob.name, "42")
+            (r.json()["seq"], alice.name, own_words),
+            (answered["seq"], bob.name, "42"),
         ]
+        assert reply["timedOut"] is False
         thanks = await call(a, "send_message", room=room, body="thanks!")
         last = await call(
             b, "wait_for_messages", room=room, after_seq=answered["seq"], timeout_seconds=WAIT
         )
         assert [m["body"] for m in last["messages"]] == ["thanks!"]
-        assert last["lastSeq"] == thanks["seq"] == 3
+        assert last["lastSeq"] == thanks["seq"] == 4
         # Both sessions keep their agent present in the room.
         for _ in range(50):
             here = await call(a, "who_is_here", room=room)

@@ -343,22 +343,46 @@ async def test_paging_while_messages_arrive(server: Server) -> None:
     assert prefill[-1]["seq"] == 60
 
     clients = [async_client(server, w) for w in writers]
+    # The writers send only as the reader lets them: a few messages arrive between every two
+    # pages (at least one of them stored before the next page is read, the others racing it),
+    # whatever the machine's speed.
+    permits = asyncio.Semaphore(0)
+    stored_count = 0
+    progress = asyncio.Event()
 
     async def flood_parallel() -> list[httpx.Response]:
         # Three writers, each sending its share one after another: a steady stream.
         async def one(w: int) -> list[httpx.Response]:
-            return [
-                await clients[w].post(url, json={"body": f"new {w}.{i}"}) for i in range(w, 100, 3)
-            ]
+            nonlocal stored_count
+            out = []
+            for i in range(w, 100, 3):
+                await permits.acquire()
+                out.append(await clients[w].post(url, json={"body": f"new {w}.{i}"}))
+                stored_count += 1
+                progress.set()
+            return out
 
         parts = await asyncio.gather(*(one(w) for w in range(3)))
         return [r for part in parts for r in part]
+
+    released = 0
+
+    async def let_through(count: int, stored: int) -> None:
+        """Allow `count` more sends, then wait until `stored` sends are done."""
+        nonlocal released
+        count = min(count, 100 - released)
+        released += count
+        for _ in range(count):
+            permits.release()
+        while stored_count < stored:
+            progress.clear()
+            await progress.wait()
 
     pages: list[dict[str, Any]] = []
     try:
         async with async_client(server, reader) as rc, asyncio.timeout(GATHER_TIMEOUT_S):
             writer = asyncio.create_task(flood_parallel())
-            await asyncio.sleep(0)  # let the writers start before the first page is read
+            await let_through(5, stored=5)  # 5 new ones before the first page
             params: dict[str, Any] = {"limit": 7}
             while True:
                 r = await rc.get(url, params=params)
@@ -368,7 +392,9 @@ async def test_paging_while_messages_arrive(server: Server) -> None:
                 if cursor is None:
                     break
                 params = {"limit": 7, "cursor": cursor}
-                await asyncio.sleep(0.005)
+                await let_through(5, stored=stored_count + 1)
+            during_paging = stored_count
+            await let_through(100, stored=0)
             sent = await writer
     finally:
         for c in clients:
@@ -378,7 +404,8 @@ async def test_paging_while_messages_arrive(server: Server) -> None:
     assert all(len(p["messages"]) <= 7 for p in pages)
     read = [m["seq"] for p in pages for m in p["messages"]]
     top = read[0]
-    assert 60 <= top < 160, "the first page should be read while the writers are still busy"
+    assert top == 65  # the first page starts at the newest message when it was read
+    assert during_paging > 5 + len(pages) - 2, "no message arrived between the pages"
     # Every message that existed at the first page, newest first, each exactly once.
     assert read == list(range(top, 0, -1))
     by_seq = {m["seq"]: m for p in pages for m in p["messages"]}

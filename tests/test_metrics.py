@@ -103,18 +103,19 @@ def scrape(server: Server) -> Scrape:
     return Scrape(r.text)
 
 
-def wait_for(
+async def wait_for(
     server: Server, predicate: Callable[[Scrape], bool], what: str, within: float = WAIT
 ) -> Scrape:
-    """Scrape until `predicate` holds; fail with the last scrape's evidence after `within`."""
+    """Scrape until `predicate` holds; fail after `within`. Scrapes on a thread and sleeps
+    asynchronously, so the test's sockets keep answering pings meanwhile."""
     deadline = time.monotonic() + within
     while True:
-        s = scrape(server)
+        s = await asyncio.to_thread(scrape, server)
         if predicate(s):
             return s
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not seen within {within}s")
-        time.sleep(0.1)
+        await asyncio.sleep(0.1)
 
 
 @asynccontextmanager
@@ -174,7 +175,7 @@ async def test_metrics_exposes_the_seeds_six_with_exact_names_types_and_labels(
     room = server.new_room(alice)
     async with connected(server, alice) as c:  # so that every labelled metric has samples
         await send(c, room["slug"], "for the metrics")
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.value("agenthub_messages_total", room_id=room["id"]) == 1,
         "the message in agenthub_messages_total",
@@ -246,7 +247,7 @@ async def test_three_messages_count_three_under_their_room(
             timeout=WAIT,
         )
         assert ack["ok"] is True
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.value("agenthub_messages_total", room_id=room["id"]) >= 3,
         "3 messages",
@@ -255,7 +256,7 @@ async def test_three_messages_count_three_under_their_room(
     # A REST send counts too, under its own room.
     r = bob.post(f"/api/v1/rooms/{other['slug']}/messages", {"body": "over http"})
     assert r.status_code == 201, r.text
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.value("agenthub_messages_total", room_id=other["id"]) == 1,
         "the REST message",
@@ -263,14 +264,16 @@ async def test_three_messages_count_three_under_their_room(
     assert s.value("agenthub_messages_total", room_id=room["id"]) == 3
 
 
-def test_http_requests_are_counted_under_the_route_template(server: Server, alice: Agent) -> None:
+async def test_http_requests_are_counted_under_the_route_template(
+    server: Server, alice: Agent
+) -> None:
     room = server.new_room(alice)
     labels = {"method": "GET", "route": "/api/v1/rooms/{room}", "status_code": "200"}
     before = scrape(server).value("agenthub_http_requests_total", **labels)
     for ref in (room["slug"], room["id"]):
         r = alice.get(f"/api/v1/rooms/{ref}")
         assert r.status_code == 200, r.text
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.value("agenthub_http_requests_total", **labels) >= before + 2,
         "2 requests under /api/v1/rooms/{room}",
@@ -279,7 +282,7 @@ def test_http_requests_are_counted_under_the_route_template(server: Server, alic
     # Errors keep the template and carry their status.
     missing = alice.get(f"/api/v1/rooms/{room['slug']}-gone")
     assert missing.status_code == 404
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.value("agenthub_http_requests_total", **{**labels, "status_code": "404"}) >= 1,
         "a 404 under /api/v1/rooms/{room}",
@@ -288,7 +291,7 @@ def test_http_requests_are_counted_under_the_route_template(server: Server, alic
         assert room["slug"] not in value, f"raw slug in label {key}={value}"
 
 
-def test_answers_given_before_routing_keep_their_route_template(
+async def test_answers_given_before_routing_keep_their_route_template(
     server: Server, alice: Agent
 ) -> None:
     """A body refused for its size and a CORS preflight never reach the router; they are
@@ -310,7 +313,7 @@ def test_answers_given_before_routing_keep_their_route_template(
         headers={"Origin": "http://localhost:3000", "Access-Control-Request-Method": "GET"},
     )
     assert r.status_code == 204
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.value("agenthub_http_requests_total", **preflight) > before_preflight,
         "the preflight under /api/v1/rooms/{room}",
@@ -318,7 +321,7 @@ def test_answers_given_before_routing_keep_their_route_template(
     assert s.value("agenthub_http_requests_total", **too_large) == before + 1
 
 
-def test_unknown_paths_share_one_route_label(server: Server) -> None:
+async def test_unknown_paths_share_one_route_label(server: Server) -> None:
     labels = {"method": "GET", "route": "unmatched", "status_code": "404"}
     before = scrape(server).value("agenthub_http_requests_total", **labels)
     paths = [f"/no-such-{uuid.uuid4().hex}/{i}" for i in range(3)] + [
@@ -327,7 +330,7 @@ def test_unknown_paths_share_one_route_label(server: Server) -> None:
     ]
     for path in paths:
         assert server.api.http.get(path).status_code == 404
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.value("agenthub_http_requests_total", **labels) >= before + 5,
         "5 unmatched requests",
@@ -349,7 +352,7 @@ async def test_websocket_latency_and_db_histograms_get_samples(
             await send(c, room["id"], f"timed {i}")
         ack = await c.call("room:join", {"roomId": room["id"]}, timeout=WAIT)
         assert ack["ok"] is True
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: (
             s.value(count, event="message:send") >= before.value(count, event="message:send") + 3
@@ -361,7 +364,7 @@ async def test_websocket_latency_and_db_histograms_get_samples(
     events = {v for n, k, v in s.label_values() if k == "event"}
     assert events <= {"message:send", "room:join", "room:leave"}, events
     # Storing messages inserts (however the writer batches them), and is timed like any query.
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: (
             s.value(db_count, operation="insert") > before.value(db_count, operation="insert")
@@ -371,7 +374,7 @@ async def test_websocket_latency_and_db_histograms_get_samples(
     # Logging in updates the token's lastUsedAt; everything selects.
     mid = s
     server.api.login(alice.token)
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.value(db_count, operation="update") > mid.value(db_count, operation="update"),
         "an update sample from a login",
@@ -423,21 +426,25 @@ async def test_no_label_value_holds_a_raw_path_or_an_agent_id(
 async def test_agents_connected_follows_sockets(fast_metrics_server: Server) -> None:
     srv = fast_metrics_server
     alice, bob = srv.new_agent(), srv.new_agent()
-    base = wait_for(
-        srv, lambda s: s.value("agenthub_agents_connected") == 0, "no socket connected"
+    base = (
+        await wait_for(
+            srv, lambda s: s.value("agenthub_agents_connected") == 0, "no socket connected"
+        )
     ).value("agenthub_agents_connected")
     async with connected(srv, alice) as a:
-        s = wait_for(srv, lambda s: s.value("agenthub_agents_connected") == base + 1, "1 socket")
+        s = await wait_for(
+            srv, lambda s: s.value("agenthub_agents_connected") == base + 1, "1 socket"
+        )
         async with connected(srv, bob, transports=["polling"]) as b:
-            s = wait_for(
+            s = await wait_for(
                 srv, lambda s: s.value("agenthub_agents_connected") == base + 2, "2 sockets"
             )
             assert a.connected
             assert b.connected
-        s = wait_for(
+        s = await wait_for(
             srv, lambda s: s.value("agenthub_agents_connected") == base + 1, "1 socket left"
         )
-    s = wait_for(srv, lambda s: s.value("agenthub_agents_connected") == base, "all gone")
+    s = await wait_for(srv, lambda s: s.value("agenthub_agents_connected") == base, "all gone")
     # A refused handshake is never counted.
     client = socketio.AsyncClient(reconnection=False)
     with pytest.raises(socketio.exceptions.ConnectionError):
@@ -463,13 +470,13 @@ async def test_rooms_active_counts_rooms_with_a_connected_socket(
     srv.new_room(bob)  # bob only
     srv.new_room(srv.admin)  # nobody connected
     gauge = "agenthub_rooms_active"
-    wait_for(srv, lambda s: s.value(gauge) == 0, "no active room")
+    await wait_for(srv, lambda s: s.value(gauge) == 0, "no active room")
     async with connected(srv, alice):
-        wait_for(srv, lambda s: s.value(gauge) == 2, "alice's 2 rooms active")
+        await wait_for(srv, lambda s: s.value(gauge) == 2, "alice's 2 rooms active")
         async with connected(srv, bob):
-            wait_for(srv, lambda s: s.value(gauge) == 3, "3 rooms active")
-        wait_for(srv, lambda s: s.value(gauge) == 2, "back to alice's 2 rooms")
-    wait_for(srv, lambda s: s.value(gauge) == 0, "no active room after disconnects")
+            await wait_for(srv, lambda s: s.value(gauge) == 3, "3 rooms active")
+        await wait_for(srv, lambda s: s.value(gauge) == 2, "back to alice's 2 rooms")
+    await wait_for(srv, lambda s: s.value(gauge) == 0, "no active room after disconnects")
 
 
 # ---- the operator's metrics ----
@@ -491,7 +498,7 @@ def test_counters_for_alerts_start_at_zero_and_readiness_is_one(server: Server) 
     assert dependencies <= {"db", "redis"}, dependencies
 
 
-def test_http_latency_is_timed_per_route_template_but_not_for_long_polls(
+async def test_http_latency_is_timed_per_route_template_but_not_for_long_polls(
     server: Server, alice: Agent
 ) -> None:
     count = "agenthub_http_request_duration_seconds_count"
@@ -501,14 +508,14 @@ def test_http_latency_is_timed_per_route_template_but_not_for_long_polls(
     for _ in range(3):
         assert alice.get(f"/api/v1/rooms/{room['slug']}").status_code == 200
     assert alice.get(f"/api/v1/rooms/{room['slug']}-gone").status_code == 404
-    s = wait_for(server, lambda s: s.value(count, **labels) >= before + 4, "4 timed requests")
+    s = await wait_for(server, lambda s: s.value(count, **labels) >= before + 4, "4 timed requests")
     assert s.value(count, **labels) == before + 4
     assert s.value("agenthub_http_request_duration_seconds_sum", **labels) > 0
     # A Socket.IO polling handshake is counted as a request, but never timed: engine.io parks
     # polls for up to the ping interval, which would read as HTTP latency.
     r = server.api.http.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
     assert r.status_code == 200, r.text
-    s = wait_for(
+    s = await wait_for(
         server,
         lambda s: s.total("agenthub_http_requests_total", route="/socket.io/") >= 1,
         "the polling handshake counted",
@@ -543,7 +550,7 @@ def _hold_the_database(database_url: str, ready: threading.Event, release: threa
     asyncio.run(hold())
 
 
-def test_pool_gauges_show_the_connection_a_blocked_request_holds(
+async def test_pool_gauges_show_the_connection_a_blocked_request_holds(
     server: Server, alice: Agent
 ) -> None:
     pool = "write" if server.backend == "sqlite" else "main"
@@ -553,7 +560,9 @@ def test_pool_gauges_show_the_connection_a_blocked_request_holds(
     assert pools == set(capacity), pools
     for name, most in capacity.items():
         assert s.value("agenthub_db_pool_max", pool=name) == most
-    wait_for(server, lambda s: s.value("agenthub_db_pool_in_use", pool=pool) == 0, "an idle pool")
+    await wait_for(
+        server, lambda s: s.value("agenthub_db_pool_in_use", pool=pool) == 0, "an idle pool"
+    )
 
     ready, release = threading.Event(), threading.Event()
     holder = threading.Thread(target=_hold_the_database, args=(server.database_url, ready, release))
@@ -567,7 +576,7 @@ def test_pool_gauges_show_the_connection_a_blocked_request_holds(
     try:
         assert ready.wait(WAIT), "could not lock the database"
         creator.start()
-        s = wait_for(
+        s = await wait_for(
             server,
             lambda s: s.value("agenthub_db_pool_in_use", pool=pool) >= 1,
             f"a connection in use in the {pool} pool",
@@ -578,7 +587,7 @@ def test_pool_gauges_show_the_connection_a_blocked_request_holds(
         holder.join(WAIT)
         creator.join(WAIT * 2)
     assert answers == [201]
-    wait_for(server, lambda s: s.value("agenthub_db_pool_in_use", pool=pool) == 0, "returned")
+    await wait_for(server, lambda s: s.value("agenthub_db_pool_in_use", pool=pool) == 0, "returned")
 
 
 # ---- docs/METRICS.md ----

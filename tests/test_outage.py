@@ -67,13 +67,15 @@ async def test_sockets_ride_out_a_database_outage(tmp_path: Path) -> None:
 
         await asyncio.to_thread(cluster.stop)
         running = False
-        started = time.monotonic()
+        # Refused, not left hanging: no ack within the bound fails the test (TimeoutError).
         refused = await client.call(
-            "message:send", {"roomId": room["id"], "body": "during"}, namespace=NS, timeout=30
+            "message:send",
+            {"roomId": room["id"], "body": "during"},
+            namespace=NS,
+            timeout=DEADLINE_S,
         )
         assert refused["ok"] is False
         assert refused["error"]["code"] == "unavailable"
-        assert time.monotonic() - started < 20, "a send hung while the database was away"
         joined = await client.call("room:join", {"roomId": room["id"]}, namespace=NS, timeout=30)
         assert joined["error"]["code"] == "unavailable"
         assert client.connected
