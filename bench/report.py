@@ -165,6 +165,7 @@ def markdown(
         "",
         "## Reproduce",
         "",
+        "<!-- not-run: the whole matrix takes about an hour and needs PostgreSQL -->",
         "```sh",
         "make bench        # = .venv/bin/python -m bench.matrix",
         f"# this run: {command}  ({elapsed / 60:.1f} minutes)",
