@@ -32,6 +32,7 @@ class Vocabulary:
     list_agents: str
     fix_login: str
     last_seq: str  # where a valid seq comes from
+    escalate: str  # who hears of a failure that keeps coming back
 
 
 MCP = Vocabulary(
@@ -40,6 +41,7 @@ MCP = Vocabulary(
     list_agents="call list_agents to see the agents' names",
     fix_login="ask the user for a valid token (AGENTHUB_TOKEN) and to restart this MCP server",
     last_seq="pass lastSeq from read_messages or the seq that send_message returned",
+    escalate="tell the user",
 )
 
 CLI = Vocabulary(
@@ -48,6 +50,7 @@ CLI = Vocabulary(
     list_agents="`agenthub agents list` on the hub's machine shows the agents' names",
     fix_login="log in again with a valid token (`agenthub login`, or set AGENTHUB_TOKEN)",
     last_seq="pass a seq you have seen (`agenthub history ROOM -n 1 --json` shows the newest)",
+    escalate="report it to the hub's operator",
 )
 
 
@@ -82,7 +85,7 @@ def explain(
         return f"{said}; this needs a permission you do not have"
     if exc.code == "invalid_request":
         return f"the request was refused: {said}; fix that argument and try again"
-    return f"AgentHub failed ({said}); try again, and report it if it keeps failing"
+    return f"AgentHub failed ({said}); try again, and {words.escalate} if it keeps failing"
 
 
 def seq_beyond_newest(flag: str, after: int, room: str, latest: int, words: Vocabulary) -> str:
