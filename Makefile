@@ -39,7 +39,8 @@ js-deps:
 
 install: $(STAMP)
 
-# The benchmark matrix (needs PostgreSQL at 127.0.0.1:5432, Node.js and npm); writes docs/BENCHMARKS.md.
+# The benchmark matrix (needs PostgreSQL at 127.0.0.1:5432); writes docs/BENCHMARKS.md. The seed's
+# Node server is compared only when AGENTHUB_NODE_REF names its checkout (then Node.js and npm too).
 bench: $(STAMP)
 	$(BIN)/python -m bench.matrix $(BENCH_ARGS)
 

@@ -109,6 +109,15 @@ def emit(as_json: bool, data: Any, human: str) -> None:
     typer.echo(json.dumps(data, indent=2) if as_json else human)
 
 
+def columns(header: list[str], rows: list[list[str]]) -> str:
+    """A plain text table, each column as wide as its longest cell (the last one unpadded)."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]])
+        for row in [header, *rows]
+    )
+
+
 def dump(model: Any) -> Any:
     return model.model_dump(mode="json", by_alias=True)
 
@@ -151,10 +160,20 @@ def serve(
         settings.host = host
     if port:
         settings.port = port
-    backend = "SQLite" if settings.is_sqlite else "PostgreSQL"
-    where = settings.resolved_database_url if settings.is_sqlite else "DATABASE_URL"
-    typer.echo(f"agenthub: {backend} ({where})", err=True)
-    token = run_with_services(bootstrap_admin)
+    typer.echo(f"agenthub: {settings.database_summary()}", err=True)
+    for warning in settings.startup_warnings():
+        typer.echo(f"agenthub: warning: {warning}", err=True)
+    # Bound first: a port in use is one line (before an admin token is made and shown), not
+    # "listening on …" followed by uvicorn's error.
+    try:
+        sock = server.bind(settings.host, settings.port)
+    except OSError as exc:
+        raise fail(server.bind_error(settings.host, settings.port, exc)) from None
+    try:
+        token = run_with_services(bootstrap_admin)
+    except BaseException:
+        sock.close()
+        raise
     base = f"http://{settings.host}:{settings.port}"
     if token:
         typer.echo(
@@ -166,9 +185,10 @@ def serve(
         sys.stdout.flush()
     typer.echo(f"agenthub: listening on {base} (API docs at {base}/docs)", err=True)
     if reload:
+        sock.close()  # the reloader binds the port itself, in its supervisor process
         server.run_reloading(settings)
     else:
-        server.run(settings)
+        server.run(settings, sock)
 
 
 @app.command()
@@ -307,8 +327,9 @@ def agents_create(
 def agents_list(as_json: JsonOpt = False) -> None:
     """List agents."""
     agents = run_with_services(lambda s: s.agents.list_all())
-    human = "\n".join(f"{a.name:<24} {a.role:<6} {a.display_name}  {a.id}" for a in agents)
-    emit(as_json, [dump(a) for a in agents], human or "no agents")
+    rows = [[a.name, a.role, str(a.id), a.display_name] for a in agents]
+    human = columns(["NAME", "ROLE", "ID", "DISPLAY NAME"], rows) if rows else "no agents"
+    emit(as_json, [dump(a) for a in agents], human)
 
 
 @tokens_app.command("issue")

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from agenthub.http.origins import parse_origins
 from agenthub.http.proxies import parse_trusted_proxies
@@ -236,6 +237,34 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+    def database_summary(self) -> str:
+        """Which database, and which setting chose it, for the start-up banner (no password)."""
+        url = make_url(self.resolved_database_url)
+        if self.is_sqlite:
+            what = f"SQLite {url.database}"
+        else:
+            what = f"PostgreSQL {url.host or 'localhost'}:{url.port or 5432}/{url.database}"
+        if self.database_url:
+            source = "DATABASE_URL"
+        elif self.uses_postgres_vars:
+            fields = ("host", "port", "user", "password", "db")
+            names = [f"POSTGRES_{f.upper()}" for f in fields if getattr(self, f"postgres_{f}")]
+            source = ", ".join(names)
+        else:
+            source = "the default: no DATABASE_URL or POSTGRES_* set"
+        return f"{what} (from {source})"
+
+    def startup_warnings(self) -> list[str]:
+        """Settings that start but deserve a sentence: one line each."""
+        warnings = []
+        if self.is_production and self.is_sqlite:
+            # Allowed (a small LAN hub runs well on one file), but never by accident.
+            warnings.append(
+                "AGENTHUB_ENV=production on SQLite: one process on one file, no several nodes; "
+                "set DATABASE_URL or POSTGRES_HOST for PostgreSQL unless this is what you want"
+            )
+        return warnings
 
     def secret(self) -> str:
         """The HS256 key: JWT_SECRET, else one generated once and kept in the data folder."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,10 +59,39 @@ def _options(settings: Settings) -> dict[str, object]:
     }
 
 
-def run(settings: Settings) -> None:
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound now so that a port in use is known before anything starts.
+
+    As uvicorn binds (SO_REUSEADDR, IPv6 for an address with a colon), then handed to it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_error(host: str, port: int, exc: OSError) -> str:
+    """One sentence naming the port, and what to do."""
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is already in use (another agenthub?): stop that process, "
+            "or choose another port with --port or PORT"
+        )
+    if exc.errno == errno.EACCES:
+        return f"not allowed to listen on port {port} on {host}: choose a port above 1023"
+    reason = exc.strerror or type(exc).__name__
+    return f"cannot listen on {host}:{port}: {reason} (check --host / HOST)"
+
+
+def run(settings: Settings, sock: socket.socket | None = None) -> None:
     logs.setup(settings.log_level, settings.json_logs)
     app, hub = build(settings)
-    AgentHubServer(uvicorn.Config(app, **_options(settings)), hub).run()  # type: ignore[arg-type]
+    config = uvicorn.Config(app, **_options(settings))  # type: ignore[arg-type]
+    AgentHubServer(config, hub).run(sockets=[sock] if sock is not None else None)
 
 
 def run_reloading(settings: Settings) -> None:

@@ -2,7 +2,7 @@
 PostgreSQL, then AgentHub on SQLite, each setting on a fresh server and database; writes
 docs/BENCHMARKS.md with the tables and the ratios against the targets.
 
-    make bench                      # the whole matrix
+    make bench                      # the whole matrix (node-ref only with AGENTHUB_NODE_REF)
     python -m bench.matrix --quick  # a smaller matrix, to try the tooling
 """
 
@@ -31,7 +31,9 @@ from bench import loadgen, report
 from bench.loadgen import Plan, say
 
 ROOT = Path(__file__).resolve().parent.parent
-NODE_REF = Path(os.environ.get("AGENTHUB_NODE_REF", ROOT.parent / "shared" / "peers" / "node-ref"))
+# The seed's Node server to compare with: a checkout outside this repository, so only where the
+# environment says (a clone has none; then the matrix runs AgentHub's own rows and says so).
+NODE_REF_VAR = "AGENTHUB_NODE_REF"
 PG_ADMIN = os.environ.get("AGENTHUB_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 UNLIMITED = {
     "RATE_LIMIT_UNAUTH_PER_MIN": "100000000",
@@ -159,13 +161,50 @@ def agenthub(database_url: str, workdir: Path) -> Iterator[Running]:
         stop(proc)
 
 
+def node_ref_source() -> Path | None:
+    """The node-ref checkout named by AGENTHUB_NODE_REF, or None when there is none."""
+    value = os.environ.get(NODE_REF_VAR, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return path if (path / "package.json").is_file() else None
+
+
+def choose_targets(requested: str | None) -> tuple[list[str], str | None]:
+    """The targets to run, and a sentence to say when node-ref is left out for want of it.
+
+    Asked for explicitly (`--targets node-ref`) and absent is an error, not a silent skip."""
+    keys = {"node-ref": TARGETS[0], "pg": TARGETS[1], "sqlite": TARGETS[2]}
+    if requested:
+        unknown = [k for k in requested.split(",") if k not in keys]
+        if unknown:
+            raise SystemExit(f"unknown target {unknown[0]!r}: choose from {', '.join(keys)}")
+        targets = [keys[k] for k in requested.split(",")]
+    else:
+        targets = list(TARGETS)
+    if TARGETS[0] not in targets or node_ref_source() is not None:
+        return targets, None
+    if requested:
+        raise SystemExit(
+            f"node-ref asked for, but {NODE_REF_VAR} does not name a node-ref checkout "
+            "(a folder with package.json)"
+        )
+    return [t for t in targets if t != TARGETS[0]], (
+        f"node-ref not found ({NODE_REF_VAR} unset or not a checkout): running AgentHub's own "
+        f"rows only; set {NODE_REF_VAR}=/path/to/node-ref to compare with the seed's Node server"
+    )
+
+
 def node_ref_checkout() -> Path:
     """A writable copy of node-ref with its dependencies installed (cached between runs)."""
-    digest = hashlib.sha256((NODE_REF / "package-lock.json").read_bytes()).hexdigest()[:10]
+    node_ref_dir = node_ref_source()
+    if node_ref_dir is None:
+        raise SystemExit(f"{NODE_REF_VAR} does not name a node-ref checkout")
+    digest = hashlib.sha256((node_ref_dir / "package-lock.json").read_bytes()).hexdigest()[:10]
     target = Path(os.environ.get("TMPDIR", "/tmp")) / f"agenthub-node-ref-{digest}"
     if not (target / "node_modules").is_dir():
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(NODE_REF, target, ignore=shutil.ignore_patterns("node_modules"))
+        shutil.copytree(node_ref_dir, target, ignore=shutil.ignore_patterns("node_modules"))
         for p in target.rglob("*"):
             p.chmod(p.stat().st_mode | 0o200)
         target.chmod(0o755)
@@ -271,10 +310,9 @@ def main() -> None:
     chosen = settings(args.quick)
     if args.only:
         chosen = [s for s in chosen if s.name in args.only.split(",")]
-    targets = list(TARGETS)
-    if args.targets:
-        keys = {"node-ref": TARGETS[0], "pg": TARGETS[1], "sqlite": TARGETS[2]}
-        targets = [keys[k] for k in args.targets.split(",")]
+    targets, skipped = choose_targets(args.targets)
+    if skipped:
+        say(skipped)
     facts = machine_facts()
     results: dict[str, dict[str, Any]] = {}
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"agenthub-bench-{uuid.uuid4().hex[:6]}"

@@ -140,12 +140,22 @@ def markdown(
     command: str,
     elapsed: float,
 ) -> str:
+    if any(NODE in by_target for by_target in results.values()):
+        who = [
+            "AgentHub and node-ref (the seed's Node stack, from `AGENTHUB_NODE_REF`) ran one",
+            "after the other on the same machine and the same PostgreSQL cluster, each setting on",
+            "a fresh",
+        ]
+    else:
+        who = [
+            "node-ref (the seed's Node stack) was not present (`AGENTHUB_NODE_REF` unset): these",
+            "are AgentHub's own rows only, with no comparison. Each setting ran on a fresh",
+        ]
     out = [
         "# Benchmarks",
         "",
         "Written by `bench/matrix.py` from one invocation; nothing here is edited by hand.",
-        "AgentHub and node-ref (`../shared/peers/node-ref`, the seed's Node stack) ran one after",
-        "the other on the same machine and the same PostgreSQL cluster, each setting on a fresh",
+        *who,
         "server and a fresh database, with HTTP and socket rate limits raised by configuration.",
         "The load generator (`bench/loadgen.py`) shares the CPUs with them.",
         "",
@@ -155,6 +165,7 @@ def markdown(
         "",
         "## Reproduce",
         "",
+        "<!-- not-run: the whole matrix takes about an hour and needs PostgreSQL -->",
         "```sh",
         "make bench        # = .venv/bin/python -m bench.matrix",
         f"# this run: {command}  ({elapsed / 60:.1f} minutes)",

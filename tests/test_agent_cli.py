@@ -296,3 +296,51 @@ def test_wait_times_out_with_exit_1(server: Server, alice: Agent, tmp_path: Path
         timed_out = waiting.stderr_line(f"no new message in {room['slug']} within 2s")
         assert timed_out == f"error: no new message in {room['slug']} within 2s"
         assert not any("Traceback" in line for line in waiting.drain_stderr())
+
+
+def test_wait_after_a_seq_beyond_the_newest_is_refused(
+    server: Server, alice: Agent, tmp_path: Path
+) -> None:
+    """It would wait for a message that cannot come soon: refused, as the MCP tool does."""
+    room = server.new_room(alice)
+    alice.post(f"/api/v1/rooms/{room['slug']}/messages", {"body": "one"})
+    env = agent_env(tmp_path, alice, server.base_url)
+    result = run(env, "wait", room["slug"], "--after", "5", "--timeout", "60")
+    line = assert_clean_failure(result, 2)
+    assert f"--after 5 is beyond the newest message in '{room['slug']}' (seq 1)" in line
+    assert "agenthub history" in line  # where a good seq comes from
+    # The newest seq itself is fine: it waits (here until its short timeout).
+    assert run(env, "wait", room["slug"], "--after", "1", "--timeout", "1").returncode == 1
+
+
+@pytest.mark.parametrize("timeout", ["3601", "1e9", "inf"])
+def test_wait_timeout_is_bounded(
+    server: Server, alice: Agent, tmp_path: Path, timeout: str
+) -> None:
+    room = server.new_room(alice)
+    env = agent_env(tmp_path, alice, server.base_url)
+    line = assert_clean_failure(run(env, "wait", room["slug"], "--timeout", timeout), 2)
+    assert "--timeout" in line
+    assert "at most 3600 seconds" in line
+
+
+def test_errors_say_what_to_do_next(
+    server: Server, alice: Agent, bob: Agent, tmp_path: Path
+) -> None:
+    bobs = server.new_room(bob)
+    env = agent_env(tmp_path, alice, server.base_url)
+    line = assert_clean_failure(run(env, "send", bobs["slug"], "hello"))
+    assert f"not a member of room '{bobs['slug']}'" in line
+    assert f"ask a member of '{bobs['slug']}' to add you" in line
+    assert "`agenthub rooms`" in line
+
+    line = assert_clean_failure(run(env, "history", "no-such-room-here"))
+    assert "does not exist" in line
+    assert "`agenthub rooms`" in line
+
+    line = assert_clean_failure(run(env, "tail", bobs["slug"], "-n", "1"))
+    assert "ask a member of" in line
+
+    bad = {**env, "AGENTHUB_TOKEN": "agt_nosuch_" + "x" * 43}
+    line = assert_clean_failure(run(bad, "rooms"))
+    assert "agenthub login" in line

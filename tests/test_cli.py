@@ -384,3 +384,99 @@ def test_serve_prints_token_only_on_an_empty_database(tmp_path: Path) -> None:
     names = query(f"sqlite:///{work / 'agenthub-data' / 'agenthub.db'}", "SELECT name FROM agents")
     assert len(names) == 1
     assert names[0][0] != "admin"
+
+
+def test_agents_list_columns_line_up_with_long_names(env: dict[str, str]) -> None:
+    long_name = "a-rather-long-agent-name-for-the-columns-" + "x" * 20
+    made = [
+        ok_json(env, "agents", "create", "ab"),
+        ok_json(env, "agents", "create", long_name, "-d", "A display name, with words"),
+        ok_json(env, "agents", "create", "boss-2", "--admin", "-d", "B"),
+    ]
+    lines = ok(cli(env, "agents", "list")).stdout.splitlines()
+    assert lines[0].split() == ["NAME", "ROLE", "ID", "DISPLAY", "NAME"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert set(rows) == {a["name"] for a in made}
+    # Each column starts at the same offset on every line, the header's included.
+    id_at = lines[0].index("ID")
+    role_at = lines[0].index("ROLE")
+    display_at = lines[0].index("DISPLAY NAME")
+    for agent in made:
+        line = rows[agent["name"]]
+        assert line.index(agent["role"], len(agent["name"])) == role_at, lines
+        assert line.index(agent["id"]) == id_at, lines
+        assert line[display_at:] == agent["displayName"], lines
+
+
+# --- `agenthub serve`'s first lines ---------------------------------------------------------
+
+
+def _serve_on_taken_port(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`agenthub serve` on a port some other process listens on: it must stop at once."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        return subprocess.run(
+            [sys.executable, "-m", "agenthub", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+
+def test_serve_on_a_port_in_use_is_one_error_naming_the_port(tmp_path: Path) -> None:
+    done = _serve_on_taken_port(tmp_path, bare_env())
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "listening on" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    port = done.args[-1]
+    assert f"port {port} on 127.0.0.1 is already in use" in errors[0]
+    assert "--port" in errors[0]
+    # Nothing was created: no admin token printed, so none lost.
+    assert not TOKEN_ANYWHERE.search(done.stdout + done.stderr)
+    assert done.stderr.splitlines()[-1] == errors[0]
+
+
+def test_serve_banner_says_which_setting_chose_the_database(tmp_path: Path) -> None:
+    # The banner comes before the database is opened: no PostgreSQL needs to answer here.
+    pg_vars = {"POSTGRES_HOST": "db.example.internal", "POSTGRES_DB": "hub"}
+    done = _serve_on_taken_port(tmp_path, {**bare_env(), **pg_vars})
+    banner = done.stderr.splitlines()[0]
+    assert banner == (
+        "agenthub: PostgreSQL db.example.internal:5432/hub (from POSTGRES_HOST, POSTGRES_DB)"
+    ), done.stderr
+    assert "DATABASE_URL" not in banner
+
+    url = {"DATABASE_URL": "postgresql://u:hunter2-secret@127.0.0.1:5999/other"}
+    done = _serve_on_taken_port(tmp_path, {**bare_env(), **pg_vars, **url})
+    banner = done.stderr.splitlines()[0]
+    assert banner == "agenthub: PostgreSQL 127.0.0.1:5999/other (from DATABASE_URL)"
+    assert "hunter2" not in done.stderr
+
+    done = _serve_on_taken_port(tmp_path, bare_env())
+    data = (tmp_path / "agenthub-data" / "agenthub.db").resolve()
+    assert done.stderr.splitlines()[0] == (
+        f"agenthub: SQLite {data} (from the default: no DATABASE_URL or POSTGRES_* set)"
+    )
+
+
+def test_production_on_sqlite_starts_with_a_warning(tmp_path: Path) -> None:
+    secret = "s" * 40
+    prod = {**bare_env(), "AGENTHUB_ENV": "production", "JWT_SECRET": secret}
+    done = _serve_on_taken_port(tmp_path, prod)
+    warnings = [line for line in done.stderr.splitlines() if "warning:" in line]
+    assert len(warnings) == 1, done.stderr
+    assert warnings[0].startswith("agenthub: warning: AGENTHUB_ENV=production on SQLite")
+    assert "DATABASE_URL" in warnings[0]
+
+    on_pg = {**prod, "DATABASE_URL": "postgresql://u@127.0.0.1:5999/hub"}
+    assert "warning:" not in _serve_on_taken_port(tmp_path, on_pg).stderr
+    assert "warning:" not in _serve_on_taken_port(tmp_path, bare_env()).stderr  # development

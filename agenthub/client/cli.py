@@ -4,8 +4,8 @@ These commands are clients of a running server (the SDK in `agenthub.client`); t
 the database. They find the server in AGENTHUB_URL / AGENTHUB_TOKEN or in the file `login`
 writes. Output is for people by default and `--json` for programs: one JSON document for
 `login`, `rooms` and `send`, JSON lines (one message per line) for `history`, `tail` and `wait`.
-Failures print one sentence on stderr: exit 1 when refused or failed (and `wait`'s timeout),
-2 when not configured, 130 when interrupted.
+Failures print one sentence on stderr, with the next step to take: exit 1 when refused or failed
+(and `wait`'s timeout), 2 when not configured or given a bad argument, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from agenthub.client import AgentHubClient, AgentHubError, Message
+from agenthub.client import AgentHubClient, AgentHubError, Message, hints
 from agenthub.client.credentials import (
     ENV_TOKEN,
     ENV_URL,
@@ -38,9 +38,13 @@ T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:3000"
 EXIT_FAILED = 1
 EXIT_NOT_CONFIGURED = 2
+EXIT_USAGE = 2  # a bad argument, as for the options typer itself refuses
 EXIT_INTERRUPTED = 130
 # `wait --timeout T` ends within T plus this, however slowly the server answers.
 WAIT_GRACE_S = 10.0
+# `wait --timeout`: long enough for any loop step, short enough that a typo (or `inf`) cannot
+# leave a process blocked for days; a loop of waits covers longer (see the README).
+WAIT_MAX_S = 3600
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 RoomArg = Annotated[str, typer.Argument(help="A room slug or id.")]
@@ -62,20 +66,26 @@ def _fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _run(work: Callable[[AgentHubClient], Awaitable[T]], deadline: float | None = None) -> T:
-    """Run `work` with a client made from the configuration; errors become one sentence.
+def _run(
+    work: Callable[[AgentHubClient], Awaitable[T]],
+    room: str | None = None,
+    deadline: float | None = None,
+) -> T:
+    """Run `work` with a client made from the configuration; errors become one sentence,
+    with the next step (`room`: the one the command is about, for that step).
 
     With `deadline`, the whole of `work` ends within that many seconds."""
     try:
         credentials = load_credentials()
     except NotConfigured as exc:
         raise _fail(str(exc), EXIT_NOT_CONFIGURED) from None
-    return _run_with(credentials, work, deadline)
+    return _run_with(credentials, work, room, deadline)
 
 
 def _run_with(
     credentials: Credentials,
     work: Callable[[AgentHubClient], Awaitable[T]],
+    room: str | None = None,
     deadline: float | None = None,
 ) -> T:
     # The SDK's warnings (a lost connection being resumed) as plain lines on stderr.
@@ -91,7 +101,7 @@ def _run_with(
     try:
         return asyncio.run(main())
     except AgentHubError as exc:
-        raise _fail(exc.message) from None
+        raise _fail(hints.explain(exc, credentials.url, room, None, hints.CLI)) from None
     except TimeoutError:
         within = f"within {deadline:g}s" if deadline is not None else "in time"
         raise _fail(f"AgentHub at {credentials.url} did not answer {within}") from None
@@ -201,7 +211,7 @@ def send(
         sent = await client.send(room, body, client_msg_id)
         return await Names(client).describe(sent)
 
-    stored = _run(work)
+    stored = _run(work, room)
     _out(
         json.dumps(stored)
         if as_json
@@ -231,7 +241,7 @@ def history(
         if not found and not as_json:
             _out("no messages")
 
-    _run(work)
+    _run(work, room)
 
 
 def tail(
@@ -264,7 +274,7 @@ def tail(
             async for message in stream:
                 await _show(names, message, as_json, with_room)
 
-    _run(work)
+    _run(work, room_refs[0] if len(room_refs) == 1 else None)
 
 
 def wait(
@@ -276,7 +286,10 @@ def wait(
         ),
     ] = None,
     timeout: Annotated[
-        float, typer.Option(min=0, help="Give up after this many seconds (exit 1).")
+        float,
+        typer.Option(
+            min=0, help=f"Give up after this many seconds (exit 1); at most {WAIT_MAX_S}."
+        ),
     ] = 300,
     after: Annotated[
         int | None,
@@ -294,13 +307,23 @@ def wait(
     New means sent after the command started (or after --after SEQ). Your own messages are not
     waited for unless --include-mine or --from names you. When several arrive at once, all the
     matching ones are printed."""
+    if not timeout <= WAIT_MAX_S:  # (`not <=`: nan too, should typer let one through)
+        raise _fail(
+            f"--timeout {timeout:g} is out of range: give at most {WAIT_MAX_S} seconds; "
+            "to wait longer, wait again in a loop (see the README)",
+            EXIT_USAGE,
+        )
 
     async def work(client: AgentHubClient) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         me = (await client.session()).agent.id
         wanted = (await client.agent(sender)).id if sender else None
-        cursor = after if after is not None else await client.latest_seq(room)
+        latest = await client.latest_seq(room)
+        if after is not None and after > latest:
+            text = hints.seq_beyond_newest("--after", after, room, latest, hints.CLI)
+            raise _fail(text, EXIT_USAGE)
+        cursor = after if after is not None else latest
         typer.echo(f"waiting for a new message in {printable(room)} (up to {timeout:g}s)", err=True)
         names = Names(client)
         while True:
@@ -314,7 +337,7 @@ def wait(
             if matching:
                 return True
 
-    if not _run(work, deadline=timeout + WAIT_GRACE_S):
+    if not _run(work, room, deadline=timeout + WAIT_GRACE_S):
         raise _fail(f"no new message in {room} within {timeout:g}s")
 
 

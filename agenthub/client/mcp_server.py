@@ -29,16 +29,8 @@ from pydantic import Field
 from agenthub.client import (
     AgentHubClient,
     AgentHubError,
-    BadResponse,
-    Conflict,
-    ConnectionError,
-    Forbidden,
     Message,
-    NotFound,
-    PayloadTooLarge,
-    RateLimited,
-    Unauthorized,
-    Unavailable,
+    hints,
 )
 from agenthub.client.credentials import NotConfigured, load_credentials
 from agenthub.client.names import Names
@@ -103,7 +95,7 @@ class Tools:
         try:
             return await work
         except AgentHubError as exc:
-            raise ToolError(explain(exc, self.client.url, room, agent)) from None
+            raise ToolError(hints.explain(exc, self.client.url, room, agent, hints.MCP)) from None
 
     async def _render(self, room: str, message: Message) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -259,8 +251,7 @@ class Tools:
         latest = await self._call(self.client.latest_seq(room), room)
         if after_seq > latest:
             raise ToolError(
-                f"after_seq {after_seq} is beyond the newest message in '{room}' (seq {latest}); "
-                "pass lastSeq from read_messages or the seq that send_message returned"
+                hints.seq_beyond_newest("after_seq", after_seq, room, latest, hints.MCP)
             )
         me = await self._me()
         cursor = after_seq
@@ -334,45 +325,6 @@ class Tools:
     ) -> dict[str, Any]:
         added = await self._call(self.client.add_member(room, agent), room, agent)
         return {"room": room, "member": added.name}
-
-
-def explain(exc: AgentHubError, url: str, room: str | None, agent: str | None) -> str:
-    """The server's sentence, plus what the model can do about it."""
-    said = exc.message
-    if isinstance(exc, Forbidden) and room is not None and "not a member" in said:
-        return f"{said}; ask a member of '{room}' to add you, or call list_rooms to see your rooms"
-    if isinstance(exc, NotFound) and said.startswith("room "):
-        return f"{said}; call list_rooms to see your rooms (or create_room to make it)"
-    if isinstance(exc, NotFound) and said.startswith("agent "):
-        return f"{said}; call list_agents to see the agents' names"
-    if isinstance(exc, Conflict):
-        return f"{said}; choose another slug, or ask a member of that room to add you"
-    if isinstance(exc, PayloadTooLarge):
-        return f"{said}; split the text into several shorter messages"
-    if isinstance(exc, RateLimited):
-        return f"{said}; wait {exc.retry_after:g} seconds, then try again"
-    if isinstance(exc, Unauthorized):
-        return (
-            f"{said}; the AgentHub API token is not accepted — ask the user for a valid token "
-            "(AGENTHUB_TOKEN) and to restart this MCP server"
-        )
-    if isinstance(exc, BadResponse):
-        return (
-            f"{said}; what answers at {url} does not behave like an AgentHub server — ask the "
-            "user to check AGENTHUB_URL"
-        )
-    if isinstance(exc, ConnectionError):
-        return (
-            f"{said}; AgentHub is unreachable — check that the server at {url} is running, "
-            "then try again"
-        )
-    if isinstance(exc, Unavailable):
-        return f"{said}; AgentHub is temporarily unavailable — try again in a few seconds"
-    if isinstance(exc, Forbidden):
-        return f"{said}; this needs a permission you do not have"
-    if exc.code == "invalid_request":
-        return f"the request was refused: {said}; fix that argument and try again"
-    return f"AgentHub failed ({said}); try again, and tell the user if it keeps failing"
 
 
 DESCRIPTIONS = {
