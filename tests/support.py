@@ -296,7 +296,8 @@ def wait_ready(base_url: str, proc: subprocess.Popen[bytes], log_path: Path) -> 
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             log = log_path.read_text(errors="replace")
-            if "address already in use" in log.lower():
+            # uvicorn's own wording, or `agenthub serve`'s one line naming the port
+            if "address already in use" in log.lower() or "is already in use" in log:
                 raise PortTaken(f"port {port} was taken before the server bound it")
             raise RuntimeError(f"server exited with {proc.returncode}:\n{log}")
         if _listening(proc.pid, port):

@@ -93,7 +93,10 @@ def test_cli_socket_follows_no_redirect_to_another_origin(tmp_path: Path) -> Non
 def test_cli_escapes_the_hubs_error_sentence(tmp_path: Path) -> None:
     with HostileHub("escape") as hub:
         line = one_line_error(cli(hub, tmp_path, "rooms"))
-    assert line == "error: no\\x1b]0;owned\\x07\\x1b[2J\\r\\u202eway"
+    # The hub's sentence, escaped, then the CLI's own next step (hints.explain).
+    said, _, hint = line.partition("; ")
+    assert said == "error: no\\x1b]0;owned\\x07\\x1b[2J\\r\\u202eway"
+    assert hint == "this needs a permission you do not have"
 
 
 # ---- the SDK's typed errors ----
