@@ -124,13 +124,10 @@ def dump(model: Any) -> Any:
 
 async def bootstrap_admin(services: Services) -> str | None:
     """On an empty database, create the admin agent and return its first API token."""
-    from agenthub.agents import store as agents_store
-
-    async with services.db.read() as conn:
-        if await agents_store.count(conn) > 0:
-            return None
-    await services.agents.create(None, "admin", "Administrator", "admin")
-    issued = await services.auth.issue_token(None, "admin", None)
+    admin = await services.agents.create_first("admin", "Administrator", "admin")
+    if admin is None:
+        return None
+    issued = await services.auth.issue_token(None, admin.name, None)
     return issued.token
 
 
@@ -210,7 +207,6 @@ def seed(as_json: JsonOpt = False) -> None:
     """Create the seed's 3 agents and 2 rooms; prints each new agent's token once."""
 
     async def work(services: Services) -> list[dict[str, Any]]:
-        from agenthub.agents import store as agents_store
         from agenthub.auth.jwt import Principal
         from agenthub.errors import Conflict
 
@@ -224,9 +220,7 @@ def seed(as_json: JsonOpt = False) -> None:
             issued = await services.auth.issue_token(None, name, None)
             out.append({"agent": name, "created": True, "token": issued.token})
         for slug, title, members in SEED_ROOMS:
-            async with services.db.read() as conn:
-                owner = await agents_store.get_by_ref(conn, members[0])
-            assert owner is not None
+            owner = await services.agents.get(members[0])
             actor = Principal(agent_id=owner.id, role=owner.role)
             with contextlib.suppress(Conflict):  # rerun: the room exists already
                 await services.rooms.create(actor, slug, title)

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agenthub.db.models import agents
 from agenthub.db.types import as_uuid, utcnow, uuid7
 
 
-async def get_by_ref(conn: AsyncConnection, ref: str) -> Row[Any] | None:
+async def get_by_ref(conn: AsyncConnection, ref: str) -> RowMapping | None:
     """The agent whose id or name is `ref`; where both match different agents, the id wins."""
     if "\x00" in ref:  # no name holds U+0000, and PostgreSQL refuses it in a query parameter
         return None
@@ -22,20 +22,21 @@ async def get_by_ref(conn: AsyncConnection, ref: str) -> Row[Any] | None:
     cond = agents.c.name == ref
     if ref_id is not None:
         cond = (agents.c.id == ref_id) | cond
-    rows = (await conn.execute(sa.select(agents).where(cond))).all()
+    rows = (await conn.execute(sa.select(agents).where(cond))).mappings().all()
     for row in rows:
-        if row.id == ref_id:
+        if row["id"] == ref_id:
             return row
     return rows[0] if rows else None
 
 
-async def get_by_id(conn: AsyncConnection, agent_id: uuid.UUID) -> Row[Any] | None:
-    return (await conn.execute(sa.select(agents).where(agents.c.id == agent_id))).first()
+async def get_by_id(conn: AsyncConnection, agent_id: uuid.UUID) -> RowMapping | None:
+    stmt = sa.select(agents).where(agents.c.id == agent_id)
+    return (await conn.execute(stmt)).mappings().first()
 
 
-async def list_all(conn: AsyncConnection) -> Sequence[Row[Any]]:
+async def list_all(conn: AsyncConnection) -> Sequence[RowMapping]:
     stmt = sa.select(agents).order_by(agents.c.created_at, agents.c.name)
-    return (await conn.execute(stmt)).all()
+    return (await conn.execute(stmt)).mappings().all()
 
 
 async def count(conn: AsyncConnection) -> int:

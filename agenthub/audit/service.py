@@ -33,17 +33,17 @@ class AuditService:
                 agent = await agents_store.get_by_ref(conn, agent_ref)
                 if agent is None:
                     raise NotFound(f"agent '{clip(agent_ref)}' does not exist")
-                agent_id = agent.id
+                agent_id = agent["id"]
             rows = await store.page(
                 conn, type_=type_ or None, agent_id=agent_id, before=before, limit=limit + 1
             )
         events = [
             AuditEventPublic(
-                id=r.id,
-                type=r.type,
-                agent_id=r.agent_id,
-                payload=r.payload,
-                created_at=r.created_at,
+                id=r["id"],
+                type=r["type"],
+                agent_id=r["agent_id"],
+                payload=r["payload"],
+                created_at=r["created_at"],
             )
             for r in rows[:limit]
         ]

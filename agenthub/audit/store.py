@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agenthub.db.models import audit_events
@@ -38,7 +38,7 @@ async def page(
     agent_id: uuid.UUID | None,
     before: uuid.UUID | None,
     limit: int,
-) -> Sequence[Row[Any]]:
+) -> Sequence[RowMapping]:
     """Newest first; `limit` rows at most."""
     stmt = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
     if type_ is not None:
@@ -47,4 +47,4 @@ async def page(
         stmt = stmt.where(audit_events.c.agent_id == agent_id)
     if before is not None:
         stmt = stmt.where(audit_events.c.id < before)
-    return (await conn.execute(stmt)).all()
+    return (await conn.execute(stmt)).mappings().all()

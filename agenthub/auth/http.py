@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from agenthub.auth.schemas import SessionPublic, TokenCreate, TokenIssued, TokenList
-from agenthub.http.deps import CurrentAgent, ServicesDep, bearer_token
+from agenthub.http.bearer import bearer_token
+from agenthub.http.deps import CurrentAgent, ServicesDep
 from agenthub.http.proxies import client_host
 from agenthub.wire import error_responses
 
@@ -31,7 +32,7 @@ async def open_session(
     services: ServicesDep,
     _creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_api_token)],
 ) -> SessionPublic:
-    token = bearer_token(request)
+    token = bearer_token(request.headers.get("authorization"))
     session, agent = await services.auth.open_session(token, client_host(request.scope))
     return SessionPublic(token=session.token, expires_at=session.expires_at, agent=agent)
 

@@ -57,27 +57,28 @@ class AuthService:
             await self._login_failed(None, "malformed", None, client)
         async with self.db.read() as conn:
             row = await store.with_agent_by_prefix(conn, prefix)
-        matches = await tokens.verify_token(row.hash_argon2id if row else None, api_token)
+        matches = await tokens.verify_token(row["hash_argon2id"] if row else None, api_token)
         if row is None:
             await self._login_failed(None, "unknown", prefix, client)
-        if row.revoked_at is not None:
-            await self._login_failed(row.agent_id, "revoked", prefix, client)
-        if row.expires_at is not None and row.expires_at <= utcnow():
-            await self._login_failed(row.agent_id, "expired", prefix, client)
+        agent_id = row["agent_id"]
+        if row["revoked_at"] is not None:
+            await self._login_failed(agent_id, "revoked", prefix, client)
+        if row["expires_at"] is not None and row["expires_at"] <= utcnow():
+            await self._login_failed(agent_id, "expired", prefix, client)
         if not matches:
-            await self._login_failed(row.agent_id, "mismatch", prefix, client)
+            await self._login_failed(agent_id, "mismatch", prefix, client)
 
-        session = self.signer.issue(row.agent_id, row.agent_role, row.id)
+        session = self.signer.issue(agent_id, row["agent_role"], row["id"])
         async with self.db.write() as conn:
-            await store.touch(conn, row.id)
+            await store.touch(conn, row["id"])
             payload = {"prefix": prefix, "jti": session.jti, "ip": client}
-            await audit.record(conn, "login", row.agent_id, payload)
+            await audit.record(conn, "login", agent_id, payload)
         agent = AgentPublic(
-            id=row.agent_id,
-            name=row.agent_name,
-            display_name=row.agent_display_name,
-            role=row.agent_role,
-            created_at=row.agent_created_at,
+            id=agent_id,
+            name=row["agent_name"],
+            display_name=row["agent_display_name"],
+            role=row["agent_role"],
+            created_at=row["agent_created_at"],
         )
         return session, agent
 
@@ -101,16 +102,17 @@ class AuthService:
             agent = await agents_store.get_by_ref(conn, agent_ref)
         if agent is None:
             raise NotFound(f"agent '{clip(agent_ref)}' does not exist")
+        agent_id = agent["id"]
         for attempt in range(_PREFIX_ATTEMPTS):
             prefix, token = tokens.new_token()
             hashed = await tokens.hash_token(token)
             try:
                 async with self.db.write() as conn:
-                    row = await store.insert(conn, agent.id, prefix, hashed, expires_at)
+                    row = await store.insert(conn, agent_id, prefix, hashed, expires_at)
                     payload = {
                         "tokenId": str(row["id"]),
                         "prefix": prefix,
-                        "forAgentId": str(agent.id),
+                        "forAgentId": str(agent_id),
                     }
                     await audit.record(
                         conn, "token-issued", actor.agent_id if actor else None, payload
@@ -133,9 +135,9 @@ class AuthService:
             agent = await agents_store.get_by_ref(conn, agent_ref)
             if agent is None:
                 raise NotFound(f"agent '{clip(agent_ref)}' does not exist")
-            if actor is not None and not actor.is_admin and actor.agent_id != agent.id:
+            if actor is not None and not actor.is_admin and actor.agent_id != agent["id"]:
                 raise Forbidden("only an admin or the agent itself may list its tokens")
-            return [token_out(r._mapping) for r in await store.list_for_agent(conn, agent.id)]
+            return [token_out(r) for r in await store.list_for_agent(conn, agent["id"])]
 
     async def revoke(self, actor: Principal | None, prefix: str) -> None:
         """Revoke by prefix; revoking twice is not an error."""
@@ -145,17 +147,18 @@ class AuthService:
                 row = await store.get_by_prefix(conn, prefix)
         if row is None:
             raise NotFound(f"token '{clip(prefix)}' does not exist")
-        if actor is not None and not actor.is_admin and actor.agent_id != row.agent_id:
+        token_id, agent_id = row["id"], row["agent_id"]
+        if actor is not None and not actor.is_admin and actor.agent_id != agent_id:
             raise Forbidden("only an admin or the token's agent may revoke it")
         async with self.db.write() as conn:
             # Once committed (or if revoked already), this process ends the token's sessions at
             # once; the other processes see it at their next sweep.
-            on_commit(conn, lambda: self.revocations.mark(row.id))
-            if await store.revoke(conn, row.id):
+            on_commit(conn, lambda: self.revocations.mark(token_id))
+            if await store.revoke(conn, token_id):
                 payload = {
-                    "tokenId": str(row.id),
+                    "tokenId": str(token_id),
                     "prefix": prefix,
-                    "forAgentId": str(row.agent_id),
+                    "forAgentId": str(agent_id),
                 }
                 await audit.record(
                     conn, "token-revoked", actor.agent_id if actor else None, payload

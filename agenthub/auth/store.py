@@ -8,14 +8,14 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agenthub.db.models import agents, api_tokens
 from agenthub.db.types import utcnow, uuid7
 
 
-async def with_agent_by_prefix(conn: AsyncConnection, prefix: str) -> Row[Any] | None:
+async def with_agent_by_prefix(conn: AsyncConnection, prefix: str) -> RowMapping | None:
     """The token and its agent's fields (`agent_*`) for a session exchange."""
     stmt = (
         sa.select(
@@ -28,21 +28,21 @@ async def with_agent_by_prefix(conn: AsyncConnection, prefix: str) -> Row[Any] |
         .join(agents, agents.c.id == api_tokens.c.agent_id)
         .where(api_tokens.c.prefix == prefix)
     )
-    return (await conn.execute(stmt)).first()
+    return (await conn.execute(stmt)).mappings().first()
 
 
-async def get_by_prefix(conn: AsyncConnection, prefix: str) -> Row[Any] | None:
+async def get_by_prefix(conn: AsyncConnection, prefix: str) -> RowMapping | None:
     stmt = sa.select(api_tokens).where(api_tokens.c.prefix == prefix)
-    return (await conn.execute(stmt)).first()
+    return (await conn.execute(stmt)).mappings().first()
 
 
-async def list_for_agent(conn: AsyncConnection, agent_id: uuid.UUID) -> Sequence[Row[Any]]:
+async def list_for_agent(conn: AsyncConnection, agent_id: uuid.UUID) -> Sequence[RowMapping]:
     stmt = (
         sa.select(api_tokens)
         .where(api_tokens.c.agent_id == agent_id)
         .order_by(api_tokens.c.created_at, api_tokens.c.id)
     )
-    return (await conn.execute(stmt)).all()
+    return (await conn.execute(stmt)).mappings().all()
 
 
 async def insert(

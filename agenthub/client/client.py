@@ -250,7 +250,15 @@ class AgentHubClient:
         """Follow rooms (ids or slugs; None = all yours, and those you join): each message once,
         in seq order, across reconnects. See `agenthub.client.subscription` for where each room
         starts (`after` maps a room to the last seq you already have)."""
-        sub = Subscription(self, rooms, after, from_beginning)
+        sub = Subscription(
+            self,
+            rooms,
+            after,
+            from_beginning,
+            url=self.url,
+            sessions=self._sessions,
+            on_close=self._subscriptions.discard,
+        )
         self._subscriptions.add(sub)
         return sub
 
@@ -300,6 +308,3 @@ class AgentHubClient:
 
     async def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return decode_json(await self._rest.call("GET", path, params=params, retry=True))
-
-    def _forget_subscription(self, sub: Subscription) -> None:
-        self._subscriptions.discard(sub)

@@ -28,9 +28,9 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agenthub.client.errors import (
     ConnectionError,
@@ -45,7 +45,7 @@ from agenthub.client.transport import backoff
 if TYPE_CHECKING:
     import socketio
 
-    from agenthub.client.client import AgentHubClient
+    from agenthub.client.session import SessionCache
 
 log = logging.getLogger("agenthub.client")
 
@@ -54,17 +54,37 @@ RECONNECT_MAX_DELAY_S = 5.0
 TRANSIENT = (ConnectionError, Unavailable)
 
 
+class RoomReader(Protocol):
+    """The REST calls a subscription catches up with (`AgentHubClient` is one); a protocol, so
+    this module needs nothing from client.py, which builds subscriptions."""
+
+    async def rooms(self) -> list[Room]: ...
+
+    async def room(self, room: str) -> Room: ...
+
+    async def catch_up(self, room: str, after_seq: int, *, limit: int = ...) -> list[Message]: ...
+
+    async def latest_seq(self, room: str) -> int: ...
+
+
 class Subscription:
     """An async iterator of `Message`; also an async context manager that closes it."""
 
     def __init__(
         self,
-        client: AgentHubClient,
+        reader: RoomReader,
         rooms: Sequence[str] | None,
         after: Mapping[str, int] | None,
         from_beginning: bool,
+        *,
+        url: str,
+        sessions: SessionCache,
+        on_close: Callable[[Subscription], None],
     ) -> None:
-        self._client = client
+        self._reader = reader
+        self._url = url
+        self._sessions = sessions
+        self._on_close = on_close
         self._wanted = list(rooms) if rooms is not None else None
         self._wanted_ids: set[str] = set()
         self._after = dict(after or {})
@@ -124,7 +144,7 @@ class Subscription:
         self._closed = True
         self._events.put_nowait((self._gen, "closed", None))  # wakes a waiting __anext__
         await self._drop_socket()
-        self._client._forget_subscription(self)
+        self._on_close(self)
 
     # ---- one step: connect, or catch up one page, or take one event ----
 
@@ -171,7 +191,7 @@ class Subscription:
 
     async def _catch_up_page(self, room_id: str) -> None:
         try:
-            page = await self._client.catch_up(room_id, self.cursors[room_id], limit=PAGE)
+            page = await self._reader.catch_up(room_id, self.cursors[room_id], limit=PAGE)
         except (Forbidden, NotFound):
             # No longer a member (or the room is gone); `room:removed` is on its way.
             self._active.discard(room_id)
@@ -214,8 +234,8 @@ class Subscription:
             return handler
 
         sio = await open_socket(
-            self._client.url,
-            self._client._sessions,
+            self._url,
+            self._sessions,
             {
                 "message:new": queue("message"),
                 "room:added": queue("added"),
@@ -235,7 +255,7 @@ class Subscription:
         self.connections += 1
 
     async def _sync_rooms(self) -> None:
-        mine = {room.id: room for room in await self._client.rooms()}
+        mine = {room.id: room for room in await self._reader.rooms()}
         if not self._started:
             if self._wanted is None:
                 targets = list(mine)
@@ -255,7 +275,7 @@ class Subscription:
         for room in mine.values():
             if ref in (room.id, room.slug):
                 return room.id
-        room = await self._client.room(ref)  # raises NotFound, or Forbidden for a non-member
+        room = await self._reader.room(ref)  # raises NotFound, or Forbidden for a non-member
         raise Forbidden(
             f"you are not a member of room '{room.slug}'; live messages reach members only"
         )
@@ -266,7 +286,7 @@ class Subscription:
                 return self._after[key]
         if self._from_beginning:
             return 0
-        return await self._client.latest_seq(room.id)
+        return await self._reader.latest_seq(room.id)
 
     def _follows(self, room_id: str) -> bool:
         return self._wanted is None or room_id in self._wanted_ids

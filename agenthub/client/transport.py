@@ -21,7 +21,7 @@ import json as jsonlib
 import logging
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -34,10 +34,22 @@ from agenthub.client.errors import (
     error_from_response,
 )
 
-if TYPE_CHECKING:
-    from agenthub.client.session import SessionCache
-
 log = logging.getLogger("agenthub.client")
+
+
+class _Issued(Protocol):
+    @property
+    def token(self) -> str: ...
+
+
+class Sessions(Protocol):
+    """Where `Rest` gets its JWTs (`session.SessionCache` is one); a protocol, so this module
+    needs nothing from session.py, which fetches through it."""
+
+    async def token(self) -> str: ...
+
+    async def renew(self, stale: str | None) -> _Issued: ...
+
 
 DEFAULT_ATTEMPTS = 5  # first try + 4 retries: about 4 s of backoff in all
 BACKOFF_BASE_S = 0.25
@@ -95,7 +107,7 @@ class Rest:
     def __init__(
         self,
         http: httpx.AsyncClient,
-        sessions: SessionCache,
+        sessions: Sessions,
         attempts: int,
         bounds: Bounds | None = None,
     ) -> None:

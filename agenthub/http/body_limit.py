@@ -12,14 +12,9 @@ oversized POST only once a poll takes the session's CLOSE packet, which may be n
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
-def _too_large_body(limit: int) -> bytes:
-    error = {"code": "payload_too_large", "message": f"request body exceeds {limit} bytes"}
-    return json.dumps({"error": error}).encode()
+from agenthub.http.errors import send_error
 
 
 class BodyLimitMiddleware:
@@ -73,18 +68,8 @@ class BodyLimitMiddleware:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = _too_large_body(self.max_bytes)
         # No `Connection: close`: closing with the rest of the body unread makes the kernel
         # reset the connection, which often destroys the 413 before the client (still sending)
         # reads it. Kept open, the server discards the rest of the body as it arrives.
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        message = f"request body exceeds {self.max_bytes} bytes"
+        await send_error(send, 413, "payload_too_large", message)

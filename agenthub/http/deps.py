@@ -9,6 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from agenthub.auth.jwt import Principal
 from agenthub.errors import Unauthorized
+from agenthub.http.bearer import bearer_token
 from agenthub.services import Services
 
 _bearer = HTTPBearer(auto_error=False, description="a session JWT from POST /api/v1/sessions")
@@ -19,15 +20,6 @@ def get_services(request: Request) -> Services:
     return services
 
 
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    value = value.strip()
-    if scheme.lower() != "bearer" or not value or " " in value:
-        return None
-    return value
-
-
 async def current_agent(
     request: Request,
     services: Annotated[Services, Depends(get_services)],
@@ -36,7 +28,7 @@ async def current_agent(
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:  # verified by the rate limiter; revocation is checked here
         return services.auth.ensure_live(cached)
-    token = bearer_token(request)
+    token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise Unauthorized("missing session token (Authorization: Bearer <jwt>)")
     principal = services.auth.authenticate(token)

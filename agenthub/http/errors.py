@@ -7,14 +7,16 @@ naming the field; anything unexpected is a 500 `internal` whose details stay in 
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Mount
+from starlette.types import Send
 
 from agenthub.db.engine import is_unavailable
 from agenthub.errors import AppError, RateLimited, Unavailable, clip
@@ -22,10 +24,44 @@ from agenthub.errors import AppError, RateLimited, Unavailable, clip
 log = logging.getLogger("agenthub.http")
 
 
+def error_body(code: str, message: str) -> bytes:
+    """The contract's error envelope, `{"error": {"code", "message"}}`, as JSON bytes: every
+    HTTP refusal is built here, by the routes' handlers and by the middleware alike."""
+    envelope = {"error": {"code": code, "message": message}}
+    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def envelope(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+) -> Response:
+    return Response(error_body(code, message), status, headers, media_type="application/json")
+
+
+async def send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    websocket: bool = False,
+) -> None:
+    """Answer with the envelope from ASGI middleware, before or instead of the app; with
+    `websocket`, as the HTTP answer that denies a WebSocket handshake."""
+    body = error_body(code, message)
+    kind = "websocket.http.response" if websocket else "http.response"
+    await send(
+        {
+            "type": f"{kind}.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": f"{kind}.body", "body": body})
 
 
 def _where(loc: tuple[Any, ...]) -> str:
@@ -54,18 +90,18 @@ def describe_validation(errors: list[Any]) -> str:
     return f"{where}: {clip(msg, 200)}"
 
 
-async def _app_error(request: Request, exc: Exception) -> JSONResponse:
+async def _app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
     return envelope(exc.status, exc.code, exc.message, headers)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     return envelope(400, "invalid_request", describe_validation(list(exc.errors())))
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404:
         return envelope(404, "not_found", f"no route {request.method} {clip(request.url.path)}")
@@ -96,7 +132,7 @@ def _allowed_methods(request: Request, exc: StarletteHTTPException) -> str:
     return ", ".join(allowed) or (exc.headers or {}).get("Allow", "")
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     if is_unavailable(exc):
         err = Unavailable()
         return envelope(err.status, err.code, err.message)

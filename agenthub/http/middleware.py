@@ -6,7 +6,6 @@ headers reach every response, errors and early refusals (413, 429) included."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -21,6 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agenthub.auth.jwt import Principal
 from agenthub.errors import AppError
+from agenthub.http.bearer import bearer_token
+from agenthub.http.errors import send_error
 from agenthub.http.origins import OriginRule, origin_allowed
 from agenthub.http.proxies import client_host
 from agenthub.observability import context
@@ -37,24 +38,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
-
-
-async def send_error(
-    send: Send, status: int, code: str, message: str, headers: Headers | None = None
-) -> None:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class RouteTemplates:
@@ -305,10 +288,8 @@ class RateLimitMiddleware:
         )
 
     def _principal(self, scope: Scope) -> Principal | None:
-        header = _header(scope, b"authorization") or ""
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token or token.startswith("agt_"):
+        token = bearer_token(_header(scope, b"authorization"))
+        if token is None or token.startswith("agt_"):  # an API token is no session
             return None
         try:
             return self.verify(token)

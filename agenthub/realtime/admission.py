@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agenthub.errors import RateLimited
-from agenthub.http.middleware import send_error
+from agenthub.http.errors import send_error
 
 STATE_KEY = "admission"  # in scope["state"]: the handshake's Ticket
 
@@ -112,19 +111,7 @@ class Admission:
         if "websocket.http.response" not in scope.get("extensions", {}):
             await send({"type": "websocket.close", "code": 1008})  # the server answers 403
             return
-        body = orjson.dumps({"error": error.to_dict()})
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": error.status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    *headers,
-                ],
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": body})
+        await send_error(send, error.status, error.code, error.message, headers, websocket=True)
 
     # ---- the session (Engine.IO events) ----
 

@@ -50,8 +50,8 @@ class RoomService:
             raise NotFound(f"room '{clip(ref)}' does not exist")
         row, is_member = found
         if not is_member and not (admin_ok and actor.is_admin):
-            raise Forbidden(f"you are not a member of room '{row.slug}'")
-        return self._resolved(ref, row._mapping)
+            raise Forbidden(f"you are not a member of room '{row['slug']}'")
+        return self._resolved(ref, row)
 
     async def find(self, ref: str) -> RoomPublic:
         """The room `ref`, whoever asks (404 when it does not exist)."""
@@ -59,7 +59,7 @@ class RoomService:
             found = await store.get_with_membership(conn, ref, uuid.UUID(int=0))
         if found is None:
             raise NotFound(f"room '{clip(ref)}' does not exist")
-        return self._resolved(ref, found[0]._mapping)
+        return self._resolved(ref, found[0])
 
     async def room_ids_of(self, actor: Principal) -> list[uuid.UUID]:
         async with self.db.read() as conn:
@@ -88,12 +88,12 @@ class RoomService:
                 if all_rooms
                 else await store.list_for_agent(conn, actor.agent_id)
             )
-        return [room_out(r._mapping) for r in rows]
+        return [room_out(r) for r in rows]
 
     async def members(self, actor: Principal, ref: str) -> list[AgentPublic]:
         room = await self.room_for(actor, ref, admin_ok=True)
         async with self.db.read() as conn:
-            return [agent_out(r._mapping) for r in await store.members(conn, room.id)]
+            return [agent_out(r) for r in await store.members(conn, room.id)]
 
     async def add_member(
         self, actor: Principal, ref: str, agent_ref: str
@@ -104,26 +104,27 @@ class RoomService:
             agent = await agents_store.get_by_ref(conn, agent_ref)
             if agent is None:
                 raise NotFound(f"agent '{clip(agent_ref)}' does not exist")
-            added = await store.add_member(conn, room.id, agent.id)
+            agent_id = agent["id"]
+            added = await store.add_member(conn, room.id, agent_id)
             if added:
-                payload = {"roomId": str(room.id), "agentId": str(agent.id)}
+                payload = {"roomId": str(room.id), "agentId": str(agent_id)}
                 await audit.record(conn, "member-added", actor.agent_id, payload)
-                on_commit(conn, lambda: self.events.member_added(agent.id, room))
-        return agent_out(agent._mapping), added
+                on_commit(conn, lambda: self.events.member_added(agent_id, room))
+        return agent_out(agent), added
 
     async def remove_member(self, actor: Principal, ref: str, agent_ref: str) -> None:
         async with self.db.write() as conn:
             found = await store.get_with_membership(conn, ref, actor.agent_id)
             if found is None:
                 raise NotFound(f"room '{clip(ref)}' does not exist")
-            room = found[0]
-            agent = await agents_store.get_by_ref(conn, agent_ref)
+            room, agent = found[0], await agents_store.get_by_ref(conn, agent_ref)
             if agent is None:
                 raise NotFound(f"agent '{clip(agent_ref)}' does not exist")
-            if not actor.is_admin and actor.agent_id != agent.id:
+            room_id, agent_id = room["id"], agent["id"]
+            if not actor.is_admin and actor.agent_id != agent_id:
                 raise Forbidden("only an admin or the agent itself may remove a member")
-            if not await store.remove_member(conn, room.id, agent.id):
-                raise NotFound(f"agent '{agent.name}' is not a member of room '{room.slug}'")
-            payload = {"roomId": str(room.id), "agentId": str(agent.id)}
+            if not await store.remove_member(conn, room_id, agent_id):
+                raise NotFound(f"agent '{agent['name']}' is not a member of room '{room['slug']}'")
+            payload = {"roomId": str(room_id), "agentId": str(agent_id)}
             await audit.record(conn, "member-removed", actor.agent_id, payload)
-            on_commit(conn, lambda: self.events.member_removed(agent.id, room.id))
+            on_commit(conn, lambda: self.events.member_removed(agent_id, room_id))

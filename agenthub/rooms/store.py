@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agenthub.db.models import agents, room_members, rooms
@@ -17,7 +17,7 @@ from agenthub.db.types import as_uuid, utcnow, uuid7
 
 async def get_with_membership(
     conn: AsyncConnection, ref: str, agent_id: uuid.UUID
-) -> tuple[Row[Any], bool] | None:
+) -> tuple[RowMapping, bool] | None:
     """The room whose id or slug is `ref` (the id wins) and whether `agent_id` is a member."""
     if "\x00" in ref:  # no slug holds U+0000, and PostgreSQL refuses it in a query parameter
         return None
@@ -31,23 +31,24 @@ async def get_with_membership(
         .exists()
     )
     stmt = sa.select(rooms, membership.label("is_member")).where(cond)
-    rows = (await conn.execute(stmt)).all()
-    chosen = next((r for r in rows if r.id == ref_id), rows[0] if rows else None)
-    return None if chosen is None else (chosen, bool(chosen.is_member))
+    rows = (await conn.execute(stmt)).mappings().all()
+    chosen = next((r for r in rows if r["id"] == ref_id), rows[0] if rows else None)
+    return None if chosen is None else (chosen, bool(chosen["is_member"]))
 
 
-async def list_for_agent(conn: AsyncConnection, agent_id: uuid.UUID) -> Sequence[Row[Any]]:
+async def list_for_agent(conn: AsyncConnection, agent_id: uuid.UUID) -> Sequence[RowMapping]:
     stmt = (
         sa.select(rooms)
         .join(room_members, room_members.c.room_id == rooms.c.id)
         .where(room_members.c.agent_id == agent_id)
         .order_by(rooms.c.created_at, rooms.c.slug)
     )
-    return (await conn.execute(stmt)).all()
+    return (await conn.execute(stmt)).mappings().all()
 
 
-async def list_all(conn: AsyncConnection) -> Sequence[Row[Any]]:
-    return (await conn.execute(sa.select(rooms).order_by(rooms.c.created_at, rooms.c.slug))).all()
+async def list_all(conn: AsyncConnection) -> Sequence[RowMapping]:
+    stmt = sa.select(rooms).order_by(rooms.c.created_at, rooms.c.slug)
+    return (await conn.execute(stmt)).mappings().all()
 
 
 async def room_ids_for_agent(conn: AsyncConnection, agent_id: uuid.UUID) -> list[uuid.UUID]:
@@ -73,14 +74,14 @@ async def insert(
     return row
 
 
-async def members(conn: AsyncConnection, room_id: uuid.UUID) -> Sequence[Row[Any]]:
+async def members(conn: AsyncConnection, room_id: uuid.UUID) -> Sequence[RowMapping]:
     stmt = (
         sa.select(agents)
         .join(room_members, room_members.c.agent_id == agents.c.id)
         .where(room_members.c.room_id == room_id)
         .order_by(room_members.c.joined_at, agents.c.name)
     )
-    return (await conn.execute(stmt)).all()
+    return (await conn.execute(stmt)).mappings().all()
 
 
 async def add_member(conn: AsyncConnection, room_id: uuid.UUID, agent_id: uuid.UUID) -> bool:
