@@ -154,7 +154,7 @@ class Hub:
         try:
             yield
         finally:
-            await self.stop()
+            await self._stop()
 
     def asgi(self, other_app: ASGIApp) -> ASGIApp:
         """Socket.IO under /socket.io/, everything else (and the lifespan) to `other_app`.
@@ -211,7 +211,7 @@ class Hub:
             self._shut_down = True
             await self.sio.shutdown()
 
-    async def stop(self) -> None:
+    async def _stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
