@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -62,28 +61,18 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         )
         metrics.pools.watch(db.pool_usage)
         messaging = settings.feature_messaging_enabled
-        services = Services.build(
-            settings, db, events=hub if messaging else None, metrics=metrics, signer=signer
-        )
-        app.state.services = services
-        app.state.started = time.monotonic()
-        revocations = services.auth.revocations
-        try:  # before serving: a token revoked minutes ago must not slip through the first sweep
-            await revocations.refresh()
-        except Exception as exc:
-            log.warning("cannot read token revocations yet: %s", type(exc).__name__)
-        sweeping = asyncio.create_task(revocations.run(), name="agenthub-revocations")
-        services.messages.writer.start()
-        if messaging:
-            hub.start(services)
+        events = hub if messaging else None
         try:
-            yield
+            # Everything this process runs starts here and stops in reverse order: the
+            # services' background work (services.py), then the hub, which needs them.
+            async with (
+                Services.open(settings, db, events, metrics, signer) as services,
+                hub.running(services) if messaging else contextlib.nullcontext(),
+            ):
+                app.state.services = services
+                app.state.started = time.monotonic()
+                yield
         finally:
-            sweeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeping
-            await hub.stop()
-            await services.messages.writer.stop()
             metrics.pools.watch(None)
             await db.dispose()
 

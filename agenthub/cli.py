@@ -76,7 +76,8 @@ def run_with_services(work: Callable[[Services], Awaitable[T]], *, migrate: bool
         try:
             if migrate:
                 await migrations.upgrade(db)
-            return await work(Services.build(settings, db))
+            async with Services.open(settings, db, sessions=False) as services:
+                return await work(services)
         finally:
             await db.dispose()
 

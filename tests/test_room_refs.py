@@ -90,3 +90,41 @@ async def test_a_socket_send_resolves_a_room_ref_as_http_does(
             where = [over_http[1]] if over_http[0] == "ok" else []
             assert stored_in(server, rest_body) == where, (i, ref)
             assert stored_in(server, socket_body) == where, (i, ref)
+
+
+async def test_a_removed_member_is_refused_at_once_from_every_edge(
+    server: Server, admin: Agent, alice: Agent, bob: Agent
+) -> None:
+    """Sends already succeeded by id and by slug over both transports (so the server knows
+    Bob as a member without asking the database); his removal must refuse the very next send
+    everywhere, and re-adding him must let him send again."""
+    room = server.new_room(alice, bob)
+    refs = (room["id"], room["slug"])
+    members = f"/api/v1/rooms/{room['id']}/members"
+
+    sent: dict[str, list[str]] = {}  # body -> where it must be stored
+
+    async def outcomes(sock: Any) -> list[tuple[str, str]]:
+        found = []
+        for ref in refs:
+            rest_body, socket_body = f"rest-{uuid.uuid4()}", f"socket-{uuid.uuid4()}"
+            found.append(outcome_rest(bob, ref, rest_body))
+            ack = await sock.call(
+                "message:send", {"roomId": ref, "body": socket_body}, timeout=WAIT
+            )
+            found.append(outcome_socket(ack))
+            for body, result in ((rest_body, found[-2]), (socket_body, found[-1])):
+                sent[body] = [result[1]] if result[0] == "ok" else []
+        return found
+
+    async with connected(server, bob) as b:
+        assert await outcomes(b) == [("ok", room["id"])] * 4
+        assert admin.delete(f"{members}/{bob.name}").status_code == 204
+        assert await outcomes(b) == [("error", "forbidden")] * 4
+        joined = await b.call("room:join", {"roomId": room["slug"]}, timeout=WAIT)
+        assert joined["ok"] is False
+        assert joined["error"]["code"] == "forbidden"
+        assert alice.post(members, {"agent": bob.name}).status_code == 201
+        assert await outcomes(b) == [("ok", room["id"])] * 4
+    for body, where in sent.items():
+        assert stored_in(server, body) == where, body

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, NoReturn
 
+import anyio
 import sqlalchemy as sa
 
 from agenthub.agents import store as agents_store
@@ -23,10 +24,17 @@ _PREFIX_ATTEMPTS = 5
 
 
 class AuthService:
-    def __init__(self, db: Database, signer: SessionSigner, revocations: Revocations) -> None:
+    def __init__(
+        self,
+        db: Database,
+        signer: SessionSigner,
+        revocations: Revocations,
+        hashing: anyio.CapacityLimiter,
+    ) -> None:
         self.db = db
         self.signer = signer
         self.revocations = revocations
+        self.hashing = hashing  # the Argon2 threads' limiter (see auth/tokens.py)
 
     def authenticate(self, jwt: str) -> Principal:
         """The caller of a valid session whose API token is not revoked; Unauthorized otherwise.
@@ -57,7 +65,9 @@ class AuthService:
             await self._login_failed(None, "malformed", None, client)
         async with self.db.read() as conn:
             row = await store.with_agent_by_prefix(conn, prefix)
-        matches = await tokens.verify_token(row["hash_argon2id"] if row else None, api_token)
+        matches = await tokens.verify_token(
+            row["hash_argon2id"] if row else None, api_token, self.hashing
+        )
         if row is None:
             await self._login_failed(None, "unknown", prefix, client)
         agent_id = row["agent_id"]
@@ -105,7 +115,7 @@ class AuthService:
         agent_id = agent["id"]
         for attempt in range(_PREFIX_ATTEMPTS):
             prefix, token = tokens.new_token()
-            hashed = await tokens.hash_token(token)
+            hashed = await tokens.hash_token(token, self.hashing)
             try:
                 async with self.db.write() as conn:
                     row = await store.insert(conn, agent_id, prefix, hashed, expires_at)

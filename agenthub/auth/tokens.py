@@ -1,7 +1,9 @@
 """API tokens: `agt_<6 chars>_<secret>`, of which only an Argon2id hash is stored.
 
 Hashing and verifying cost about 20 ms of CPU and 19 MiB each; they run in worker threads,
-at most one per core, so a burst of logins neither blocks the event loop nor balloons memory.
+at most one per core (the `limiter` the caller passes: the auth service owns one per running
+app, see `hashing_limiter`), so a burst of logins neither blocks the event loop nor balloons
+memory.
 """
 
 from __future__ import annotations
@@ -20,14 +22,11 @@ TOKEN_RE = re.compile(r"^agt_[A-Za-z0-9_-]{6}_[A-Za-z0-9_-]{43}$")
 PREFIX_RE = re.compile(r"^agt_[A-Za-z0-9_-]{6}$")
 
 _hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, salt_len=16)
-_limiter: anyio.CapacityLimiter | None = None
 
 
-def _cpu_limiter() -> anyio.CapacityLimiter:
-    global _limiter
-    if _limiter is None:
-        _limiter = anyio.CapacityLimiter(os.cpu_count() or 1)
-    return _limiter
+def hashing_limiter() -> anyio.CapacityLimiter:
+    """At most one hashing thread per core (create it inside the event loop that uses it)."""
+    return anyio.CapacityLimiter(os.cpu_count() or 1)
 
 
 def new_token() -> tuple[str, str]:
@@ -40,8 +39,8 @@ def prefix_of(token: str) -> str | None:
     return token[:PREFIX_LENGTH] if TOKEN_RE.match(token) else None
 
 
-async def hash_token(token: str) -> str:
-    return await anyio.to_thread.run_sync(_hasher.hash, token, limiter=_cpu_limiter())
+async def hash_token(token: str, limiter: anyio.CapacityLimiter) -> str:
+    return await anyio.to_thread.run_sync(_hasher.hash, token, limiter=limiter)
 
 
 @functools.cache
@@ -61,6 +60,6 @@ def _verify(stored: str | None, token: str) -> bool:
         return False
 
 
-async def verify_token(stored: str | None, token: str) -> bool:
+async def verify_token(stored: str | None, token: str, limiter: anyio.CapacityLimiter) -> bool:
     """Whether `token` matches the `stored` hash; with None, the same work and False."""
-    return await anyio.to_thread.run_sync(_verify, stored, token, limiter=_cpu_limiter())
+    return await anyio.to_thread.run_sync(_verify, stored, token, limiter=limiter)

@@ -4,7 +4,6 @@ then hand it to the real-time layer."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -87,17 +86,11 @@ class MessageService:
     ) -> tuple[dict[str, Any], bool]:
         """Store a message from a member; returns its wire form (the contract's message
         object) and whether it is new (False for an idempotent repeat, which stores and
-        announces nothing)."""
+        announces nothing). Every edge sends through here; the membership check costs no
+        database round trip for a member this process knows (see rooms/membership.py)."""
         body, client_msg_id = self.check_message(body, client_msg_id)
-        room = await self.rooms.room_for(actor, room_ref, admin_ok=False)
-        return await self.send_checked(actor.agent_id, room.id, body, client_msg_id)
-
-    async def send_checked(
-        self, sender_id: uuid.UUID, room_id: uuid.UUID, body: str, client_msg_id: str | None
-    ) -> tuple[dict[str, Any], bool]:
-        """Store a message whose content and sender's membership are already checked (the
-        socket layer knows its rooms; see realtime/hub.py)."""
-        row, created = await self.writer.submit(room_id, sender_id, body, client_msg_id)
+        room_id = await self.rooms.member_room_id(actor, room_ref)
+        row, created = await self.writer.submit(room_id, actor.agent_id, body, client_msg_id)
         return row.get("wire") or message_wire(row), created
 
     async def history(

@@ -69,6 +69,7 @@ class MessageWriter:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        """Called by `Services.open` (agenthub/services.py), which also stops it."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="agenthub-writer")
 
@@ -92,7 +93,8 @@ class MessageWriter:
         self, room_id: uuid.UUID, sender_id: uuid.UUID, body: str, client_msg_id: str | None
     ) -> tuple[dict[str, Any], bool]:
         """Store a message; returns its row and whether it is new. Resolves after commit."""
-        self.start()  # normally started by the app's lifespan; lazily elsewhere (scripts)
+        if self._task is None or self._task.done():  # not started, or stopped: nobody commits
+            raise Unavailable("the server is shutting down")
         future: asyncio.Future[tuple[dict[str, Any], bool]] = (
             asyncio.get_running_loop().create_future()
         )

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -48,7 +48,7 @@ log = logging.getLogger("agenthub.realtime")
 NAMESPACE = "/agents"
 CLOSE_WAIT_SECONDS = 1.0
 Ack = dict[str, Any]
-Handler = Callable[["SocketState", dict[str, Any]], Awaitable[Ack]]
+Handler = Callable[["Running", "SocketState", dict[str, Any]], Awaitable[Ack]]
 
 
 class _OrJson:
@@ -78,13 +78,19 @@ class SocketState:
     window: SlidingWindow
     last_active: float = field(default_factory=time.monotonic)
     joined: set[str] = field(default_factory=set)  # rooms where this socket is present
-    # The agent's rooms as this process knows them (connect, room:added, room:removed):
-    # a send to one of them needs no membership query.
-    rooms: dict[str, uuid.UUID] = field(default_factory=dict)
 
     @property
     def agent_id(self) -> str:
         return str(self.principal.agent_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """What the hub serves with once the app's lifespan has started it: sockets are accepted
+    only then, and every handler receives this."""
+
+    services: Services
+    lifetimes: SessionLifetimes
 
 
 class Hub:
@@ -113,8 +119,7 @@ class Hub:
             settings.socket_auth_deadline_seconds, settings.max_unauthenticated_per_ip
         )
         self.admission.install(self.sio.eio)
-        self.services: Services | None = None
-        self.lifetimes: SessionLifetimes | None = None
+        self._running: Running | None = None
         self.sockets: dict[str, SocketState] = {}
         self.presence = Presence()
         self._inflight = 0
@@ -138,13 +143,18 @@ class Hub:
 
     # ---- lifecycle (owned by the app's lifespan) ----
 
-    def start(self, services: Services) -> None:
-        self.services = services
-        self.lifetimes = SessionLifetimes(self.sio, NAMESPACE, services.auth)
+    @contextlib.asynccontextmanager
+    async def running(self, services: Services) -> AsyncIterator[None]:
+        """Serve the namespace with `services` (opened by `Services.open`) until left."""
+        self._running = Running(services, SessionLifetimes(self.sio, NAMESPACE, services.auth))
         self._tasks = [
             asyncio.create_task(self._prune_presence(), name="agenthub-presence"),
             asyncio.create_task(self._refresh_metrics(), name="agenthub-metrics"),
         ]
+        try:
+            yield
+        finally:
+            await self._stop()
 
     def asgi(self, other_app: ASGIApp) -> ASGIApp:
         """Socket.IO under /socket.io/, everything else (and the lifespan) to `other_app`.
@@ -201,15 +211,15 @@ class Hub:
             self._shut_down = True
             await self.sio.shutdown()
 
-    async def stop(self) -> None:
+    async def _stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self.lifetimes is not None:
-            await self.lifetimes.stop()
+        if self._running is not None:
+            await self._running.lifetimes.stop()
         await self._shutdown_sio()
 
     # ---- Events (called by services after commit; must not block) ----
@@ -222,7 +232,6 @@ class Hub:
         data = room.model_dump(mode="json", by_alias=True)
         for state in self._sockets_of(str(agent_id)):
             self.sio.manager.basic_enter_room(state.sid, NAMESPACE, data["id"])
-            state.rooms[data["id"]] = room.id
         self._fanout("room:added", data, agent_room(agent_id))
 
     def member_removed(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> None:
@@ -230,7 +239,6 @@ class Hub:
         mine = self._sockets_of(str(agent_id))
         for state in mine:  # at once: nothing more of the room may reach them
             self.sio.manager.basic_leave_room(state.sid, NAMESPACE, room)
-            state.rooms.pop(room, None)
         self._fanout("room:removed", {"roomId": room}, agent_room(agent_id))
         for state in mine:
             self._leave_presence(state, room)
@@ -258,32 +266,28 @@ class Hub:
     # ---- handshake ----
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        if (
-            not self.settings.feature_messaging_enabled
-            or self.services is None
-            or self.lifetimes is None
-        ):
+        running = self._running
+        if not self.settings.feature_messaging_enabled or running is None:
             raise socketio.exceptions.ConnectionRefusedError("messaging is disabled")
         if self.draining:
             raise socketio.exceptions.ConnectionRefusedError("unavailable")
         # Any failure here is a refusal; a TypeError escaping would make python-socketio
         # retry the handler with another signature and hide the cause.
         try:
-            principal = self._authenticate(environ, auth)
+            principal = self._authenticate(running, environ, auth)
         except Exception:
             raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
         state = SocketState(sid, principal, SlidingWindow(self.settings.rate_limit_socket_per_sec))
         self.sockets[sid] = state
-        self.lifetimes.track(sid, principal)
+        running.lifetimes.track(sid, principal)
         self.metrics.agents_connected.set(len(self.sockets))
         try:
             await self.sio.enter_room(sid, agent_room(principal.agent_id), namespace=NAMESPACE)
-            room_ids = await self.services.rooms.room_ids_of(principal)
+            room_ids = await running.services.rooms.room_ids_of(principal)
             for room_id in room_ids:
                 await self.sio.enter_room(sid, str(room_id), namespace=NAMESPACE)
-                state.rooms[str(room_id)] = room_id
             # Revoked or expired while the rooms were read: its end would have found no socket.
-            refused = self.lifetimes.refusal(sid, state.principal)
+            refused = running.lifetimes.refusal(sid, state.principal)
             if refused is not None:
                 raise refused
             rooms = [str(r) for r in room_ids]
@@ -295,7 +299,7 @@ class Hub:
             )
         except Exception as exc:
             self.sockets.pop(sid, None)
-            self.lifetimes.forget(sid)
+            running.lifetimes.forget(sid)
             self.metrics.agents_connected.set(len(self.sockets))
             reason = exc.code if isinstance(exc, AppError) else "internal"
             if not isinstance(exc, AppError):
@@ -303,21 +307,21 @@ class Hub:
             raise socketio.exceptions.ConnectionRefusedError(reason) from None
         self.admission.authenticated(environ)
 
-    def _authenticate(self, environ: dict[str, Any], auth: Any) -> Principal:
-        assert self.services is not None
+    @staticmethod
+    def _authenticate(running: Running, environ: dict[str, Any], auth: Any) -> Principal:
         token = auth.get("token") if isinstance(auth, dict) else None
         if not token:
             query = parse_qs(environ.get("QUERY_STRING", ""))
             token = (query.get("token") or [None])[0]
         if not isinstance(token, str) or not token:
             raise InvalidRequest("no token")
-        return self.services.auth.authenticate(token)
+        return running.services.auth.authenticate(token)
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         state = self.sockets.pop(sid, None)
         self.metrics.agents_connected.set(len(self.sockets))
-        if self.lifetimes is not None:
-            self.lifetimes.forget(sid)
+        if self._running is not None:
+            self._running.lifetimes.forget(sid)
         if state is not None:
             for room_id in list(state.joined):
                 self._leave_presence(state, room_id)
@@ -337,13 +341,13 @@ class Hub:
 
         async def run(sid: str, *args: Any) -> Ack | None:
             state = self.sockets.get(sid)
-            if state is None:
+            running = self._running
+            if state is None or running is None:  # (a socket is only accepted while running)
                 return None
             state.last_active = time.monotonic()
             if self.draining:
                 return error_ack(Unavailable("the server is shutting down; reconnect shortly"))
-            assert self.lifetimes is not None
-            ended = self.lifetimes.refusal(sid, state.principal)
+            ended = running.lifetimes.refusal(sid, state.principal)
             if ended is not None:
                 return error_ack(ended)
             if not state.window.allow():
@@ -355,7 +359,7 @@ class Hub:
             try:
                 if not isinstance(payload, dict):
                     raise InvalidRequest("payload must be an object")
-                return await handler(state, payload)
+                return await handler(running, state, payload)
             except AppError as exc:
                 return error_ack(exc)
             except Exception as exc:
@@ -375,49 +379,41 @@ class Hub:
             raise NotFound(f"room '{clip(ref)}' does not exist")
         return ref
 
-    async def _message_send(self, state: SocketState, payload: dict[str, Any]) -> Ack:
-        assert self.services is not None
-        messages = self.services.messages
-        room_ref = self._room_ref(payload)
-        # The ref means what it means over HTTP (RoomService resolves both); membership is
-        # taken from what this socket knows when it can be, else checked by the service.
-        known = self.services.rooms.known_id(room_ref)
-        room_id = state.rooms.get(str(known)) if known is not None else None
-        if room_id is None:
-            message, _ = await messages.send(
-                state.principal, room_ref, payload.get("body"), payload.get("clientMsgId")
-            )
-            state.rooms[message["roomId"]] = uuid.UUID(message["roomId"])
-        else:  # a member, as this process knows from the membership events
-            body, client_msg_id = messages.check_message(
-                payload.get("body"), payload.get("clientMsgId")
-            )
-            message, _ = await messages.send_checked(
-                state.principal.agent_id, room_id, body, client_msg_id
-            )
+    async def _message_send(
+        self, running: Running, state: SocketState, payload: dict[str, Any]
+    ) -> Ack:
+        message, _ = await running.services.messages.send(
+            state.principal,
+            self._room_ref(payload),
+            payload.get("body"),
+            payload.get("clientMsgId"),
+        )
         return {"ok": True, "message": message}
 
-    async def _room_join(self, state: SocketState, payload: dict[str, Any]) -> Ack:
-        assert self.services is not None
-        room = await self.services.rooms.room_for(
-            state.principal, self._room_ref(payload), admin_ok=False
+    async def _room_join(
+        self, running: Running, state: SocketState, payload: dict[str, Any]
+    ) -> Ack:
+        room_id = str(
+            await running.services.rooms.member_room_id(state.principal, self._room_ref(payload))
         )
-        room_id = str(room.id)
         state.joined.add(room_id)
         self.presence.add(room_id, state.agent_id, state.sid)
         self._publish_presence(room_id)
         return {"ok": True, "present": self.presence.present(room_id)}
 
-    async def _room_leave(self, state: SocketState, payload: dict[str, Any]) -> Ack:
-        assert self.services is not None
-        room = await self.services.rooms.find(self._room_ref(payload))
+    async def _room_leave(
+        self, running: Running, state: SocketState, payload: dict[str, Any]
+    ) -> Ack:
+        room = await running.services.rooms.find(self._room_ref(payload))
         self._leave_presence(state, str(room.id))
         return {"ok": True}
 
-    async def _session_renew(self, state: SocketState, payload: dict[str, Any]) -> Ack:
-        assert self.lifetimes is not None
-        state.principal = self.lifetimes.renew(state.sid, state.principal, payload)
-        return {"ok": True, "expiresAt": self.lifetimes.expires_at(state.principal)}
+    async def _session_renew(
+        self, running: Running, state: SocketState, payload: dict[str, Any]
+    ) -> Ack:
+        lifetimes = running.lifetimes
+        state.principal = lifetimes.renew(state.sid, state.principal, payload)
+        return {"ok": True, "expiresAt": lifetimes.expires_at(state.principal)}
 
     # ---- presence ----
 

@@ -17,6 +17,7 @@ from agenthub.db.types import as_uuid
 from agenthub.errors import Conflict, Forbidden, NotFound, clip
 from agenthub.events import Events
 from agenthub.rooms import store
+from agenthub.rooms.membership import Memberships
 from agenthub.rooms.schemas import RoomPublic, room_out
 
 
@@ -27,13 +28,26 @@ class RoomService:
         # Slugs this process has resolved (a room's slug never changes and rooms are never
         # deleted, so an entry stays true); bounded by the number of rooms.
         self._slug_ids: dict[str, uuid.UUID] = {}
+        self.memberships = Memberships()
 
-    def known_id(self, ref: str) -> uuid.UUID | None:
+    def _known_id(self, ref: str) -> uuid.UUID | None:
         """The id `ref` names, when that is known without the database: `ref` itself if it is
         spelled as an id (the id wins, as in `room_for`), else a slug resolved before. None
         means "ask `room_for`". The id of a room that does not exist may come back: callers
-        check it against the rooms they know, and ask `room_for` otherwise."""
+        check it against the memberships they know, and ask `room_for` otherwise."""
         return as_uuid(ref) or self._slug_ids.get(ref)
+
+    async def member_room_id(self, actor: Principal, ref: str) -> uuid.UUID:
+        """The id of room `ref` if the actor is a member of it (404 / 403 as `room_for`
+        otherwise, admins included). The one membership decision for sending and joining,
+        from every edge: without a database round trip for a member this process knows."""
+        known = self._known_id(ref)
+        if known is not None and self.memberships.knows(actor.agent_id, known):
+            return known
+        since = self.memberships.mark()
+        room = await self.room_for(actor, ref, admin_ok=False)
+        self.memberships.learned(actor.agent_id, [room.id], since)
+        return room.id
 
     def _resolved(self, ref: str, row: Mapping[Any, Any]) -> RoomPublic:
         if row["slug"] == ref and as_uuid(ref) is None:
@@ -43,7 +57,7 @@ class RoomService:
     async def room_for(self, actor: Principal, ref: str, *, admin_ok: bool) -> RoomPublic:
         """The room `ref` (an id or a slug; the id wins) if the actor may use it: 404 when it
         does not exist, 403 for a non-member (admins pass where `admin_ok`). HTTP and
-        Socket.IO resolve every room ref here (or through `known_id`, which agrees with it)."""
+        Socket.IO resolve every room ref here (or through `member_room_id`, which agrees)."""
         async with self.db.read() as conn:
             found = await store.get_with_membership(conn, ref, actor.agent_id)
         if found is None:
@@ -62,8 +76,21 @@ class RoomService:
         return self._resolved(ref, found[0])
 
     async def room_ids_of(self, actor: Principal) -> list[uuid.UUID]:
+        since = self.memberships.mark()
         async with self.db.read() as conn:
-            return await store.room_ids_for_agent(conn, actor.agent_id)
+            room_ids = await store.room_ids_for_agent(conn, actor.agent_id)
+        self.memberships.learned(actor.agent_id, room_ids, since)
+        return room_ids
+
+    def _member_added(self, agent_id: uuid.UUID, room: RoomPublic) -> None:
+        """After the commit: known here first, then announced."""
+        self.memberships.added(agent_id, room.id)
+        self.events.member_added(agent_id, room)
+
+    def _member_removed(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> None:
+        """After the commit: refused from now on, then announced."""
+        self.memberships.removed(agent_id, room_id)
+        self.events.member_removed(agent_id, room_id)
 
     async def create(self, actor: Principal, slug: str, name: str) -> RoomPublic:
         try:
@@ -73,7 +100,7 @@ class RoomService:
                     conn, "room-created", actor.agent_id, {"roomId": str(row["id"]), "slug": slug}
                 )
                 room = room_out(row)
-                on_commit(conn, lambda: self.events.member_added(actor.agent_id, room))
+                on_commit(conn, lambda: self._member_added(actor.agent_id, room))
         except sa.exc.IntegrityError:
             raise Conflict(f"room slug '{slug}' is already taken") from None
         self._resolved(slug, row)  # committed: the slug now names this room for good
@@ -109,7 +136,7 @@ class RoomService:
             if added:
                 payload = {"roomId": str(room.id), "agentId": str(agent_id)}
                 await audit.record(conn, "member-added", actor.agent_id, payload)
-                on_commit(conn, lambda: self.events.member_added(agent_id, room))
+                on_commit(conn, lambda: self._member_added(agent_id, room))
         return agent_out(agent), added
 
     async def remove_member(self, actor: Principal, ref: str, agent_ref: str) -> None:
@@ -127,4 +154,4 @@ class RoomService:
                 raise NotFound(f"agent '{agent['name']}' is not a member of room '{room['slug']}'")
             payload = {"roomId": str(room_id), "agentId": str(agent_id)}
             await audit.record(conn, "member-removed", actor.agent_id, payload)
-            on_commit(conn, lambda: self.events.member_removed(agent_id, room_id))
+            on_commit(conn, lambda: self._member_removed(agent_id, room_id))
