@@ -110,11 +110,9 @@ class MessageService:
         async with self.db.read() as conn:
             if after_seq is not None:
                 rows = await store.after(conn, room.id, after_seq, limit)
-                return MessagePage(
-                    messages=[message_out(r._mapping) for r in rows], next_cursor=None
-                )
+                return MessagePage(messages=[message_out(r) for r in rows], next_cursor=None)
             rows = await store.newest(conn, room.id, before, limit + 1)
-        page = [message_out(r._mapping) for r in rows[:limit]]
+        page = [message_out(r) for r in rows[:limit]]
         more = len(rows) > limit
         return MessagePage(
             messages=page, next_cursor=cursors.encode_seq(page[-1].seq) if more else None

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agenthub.db.models import messages
@@ -15,7 +14,7 @@ from agenthub.db.models import messages
 
 async def newest(
     conn: AsyncConnection, room_id: uuid.UUID, before_seq: int | None, limit: int
-) -> Sequence[Row[Any]]:
+) -> Sequence[RowMapping]:
     """Up to `limit` messages with seq < before_seq (all when None), newest first."""
     stmt = (
         sa.select(messages)
@@ -25,12 +24,12 @@ async def newest(
     )
     if before_seq is not None:
         stmt = stmt.where(messages.c.seq < before_seq)
-    return (await conn.execute(stmt)).all()
+    return (await conn.execute(stmt)).mappings().all()
 
 
 async def after(
     conn: AsyncConnection, room_id: uuid.UUID, after_seq: int, limit: int
-) -> Sequence[Row[Any]]:
+) -> Sequence[RowMapping]:
     """Up to `limit` messages with seq > after_seq, oldest first."""
     stmt = (
         sa.select(messages)
@@ -38,4 +37,4 @@ async def after(
         .order_by(messages.c.seq)
         .limit(limit)
     )
-    return (await conn.execute(stmt)).all()
+    return (await conn.execute(stmt)).mappings().all()

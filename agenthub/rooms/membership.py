@@ -6,35 +6,46 @@ Kept current by this process's own membership commits (RoomService announces the
 the database says is learned on a miss (`RoomService.member_room_id`) and when a socket
 connects (`RoomService.room_ids_of`). A read that raced a removal must not put the removed
 membership back: `learned` drops what was read if any removal happened since `mark()`.
-Removals committed by another server process on the same database are not seen here (nor
-were they by the sockets' per-connection view this replaces).
+Removals committed by another server process on the same database are not announced here, so
+an entry is trusted for `MAX_AGE_S` only: after that the next send asks the database again.
+A member removed through another node is thus refused everywhere within about a second, at
+the cost of one membership read per second per busy (agent, room).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+MAX_AGE_S = 1.0
 
 
 class Memberships:
-    def __init__(self) -> None:
-        self._rooms_of: dict[uuid.UUID, set[uuid.UUID]] = {}
+    def __init__(
+        self, max_age: float = MAX_AGE_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        # agent -> room -> when the membership was last confirmed (committed or read here)
+        self._rooms_of: dict[uuid.UUID, dict[uuid.UUID, float]] = {}
         self._removals = 0  # how many removals this process has seen: see `learned`
+        self._max_age = max_age
+        self._clock = clock
 
     def knows(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> bool:
-        rooms = self._rooms_of.get(agent_id)
-        return rooms is not None and room_id in rooms
+        """Whether `agent_id` is a member of `room_id`, confirmed within the last MAX_AGE_S."""
+        confirmed = self._rooms_of.get(agent_id, {}).get(room_id)
+        return confirmed is not None and self._clock() - confirmed <= self._max_age
 
     def added(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> None:
-        """A membership just committed."""
-        self._rooms_of.setdefault(agent_id, set()).add(room_id)
+        """A membership just committed, or just read from the database."""
+        self._rooms_of.setdefault(agent_id, {})[room_id] = self._clock()
 
     def removed(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> None:
         """A removal just committed."""
         self._removals += 1
         rooms = self._rooms_of.get(agent_id)
         if rooms is not None:
-            rooms.discard(room_id)
+            rooms.pop(room_id, None)
             if not rooms:
                 del self._rooms_of[agent_id]
 
