@@ -38,7 +38,9 @@ class Services:
         signer: SessionSigner | None = None,
     ) -> Services:
         events = events or NullEvents()
-        signer = signer or SessionSigner(settings.secret(), settings.jwt_ttl_seconds)
+        signer = signer or SessionSigner(
+            settings.secret(), settings.jwt_ttl_seconds, settings.jwt_previous_secrets
+        )
         rooms = RoomService(db, events)
         return cls(
             settings=settings,
