@@ -51,7 +51,9 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
     """The ASGI app and its real-time hub (the server drains the hub when it stops)."""
     metrics = Metrics()
     hub = Hub(settings, metrics)
-    signer = SessionSigner(settings.secret(), settings.jwt_ttl_seconds)
+    signer = SessionSigner(
+        settings.secret(), settings.jwt_ttl_seconds, settings.jwt_previous_secrets
+    )
     limits_storage = rate_limit_storage(settings)
 
     @asynccontextmanager

@@ -40,6 +40,8 @@ EXPECTED: dict[str, str] = {
     "AGENTHUB_ENV": "one of development, test, production",
     "JWT_SECRET": f"a random string of at least {MIN_SECRET_BYTES} bytes "
     "(e.g. `openssl rand -base64 32`)",
+    "JWT_PREVIOUS_SECRETS": "comma-separated earlier values of JWT_SECRET, each of at least "
+    f"{MIN_SECRET_BYTES} bytes and none equal to JWT_SECRET",
     "JWT_TTL_SECONDS": "a whole number of seconds from 1 to 86400",
     "DATABASE_URL": "postgresql://user:pass@host:port/db or sqlite:///path/to/file.db",
     "POSTGRES_PORT": "a port number from 1 to 65535",
@@ -93,6 +95,8 @@ class Settings(BaseSettings):
 
     # Validated even when unset: production requires it (see `_jwt_secret`).
     jwt_secret: str | None = Field(default=None, validate_default=True)
+    # Earlier signing keys that still verify during a rotation (auth/jwt.py, docs/RUNBOOK.md).
+    jwt_previous_secrets: Annotated[list[str], NoDecode] = []
     jwt_ttl_seconds: int = Field(default=900, ge=1, le=86400)
 
     database_url: str | None = None
@@ -196,6 +200,23 @@ class Settings(BaseSettings):
             return None
         if len(v.encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"too short ({len(v.encode())} bytes)")
+        return v
+
+    @field_validator("jwt_previous_secrets", mode="before")
+    @classmethod
+    def _previous_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
+
+    @field_validator("jwt_previous_secrets")
+    @classmethod
+    def _previous_secrets(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        for i, secret in enumerate(v, start=1):
+            if len(secret.encode()) < MIN_SECRET_BYTES:
+                raise ValueError(f"entry {i} is too short ({len(secret.encode())} bytes)")
+            if secret == info.data.get("jwt_secret"):
+                raise ValueError(f"entry {i} is the current JWT_SECRET")
         return v
 
     @property

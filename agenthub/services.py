@@ -59,7 +59,9 @@ class Services:
         commands, which authenticate no session: no revocation sweep then (it would read a
         database that `migrate` or `restore` is still building)."""
         events = events or NullEvents()
-        signer = signer or SessionSigner(settings.secret(), settings.jwt_ttl_seconds)
+        signer = signer or SessionSigner(
+            settings.secret(), settings.jwt_ttl_seconds, settings.jwt_previous_secrets
+        )
         rooms = RoomService(db, events)
         revocations = Revocations(db, signer.ttl_seconds)
         # Created here, inside the event loop whose worker threads it limits.

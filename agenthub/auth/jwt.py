@@ -3,14 +3,24 @@
 `tid` is the id of the API token the session was opened with, so that revoking that token can
 end the session (see auth/revocations.py). A JWT without it (issued before the claim existed)
 is refused like any malformed one: clients open a new session on a 401.
+
+Rotation (docs/RUNBOOK.md, "Rotate the JWT secret"): one key signs (JWT_SECRET), the previous
+ones (JWT_PREVIOUS_SECRETS) still verify, so sessions opened before a restart stay valid until
+they expire. Each JWT names its key in the `kid` header, a digest that reveals nothing of the
+key, so verification tries only that key; a JWT without `kid` (minted before the header existed)
+is tried against every key, current first.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 
@@ -46,10 +56,21 @@ class IssuedSession:
     expires_at: datetime
 
 
+def key_id(secret: str) -> str:
+    """The `kid` of a key: an HMAC of a constant under the key, so it names the key without
+    letting anyone who reads a JWT's header test guesses of the secret offline any faster than
+    the signature already does."""
+    return hmac.new(secret.encode(), b"agenthub session key id", hashlib.sha256).hexdigest()[:16]
+
+
 class SessionSigner:
-    def __init__(self, secret: str, ttl_seconds: int) -> None:
+    def __init__(self, secret: str, ttl_seconds: int, previous: Sequence[str] = ()) -> None:
         self._secret = secret
         self._ttl = timedelta(seconds=ttl_seconds)
+        self._kid = key_id(secret)
+        # Current first: a JWT without `kid` is most likely signed by the current key.
+        keys = [secret, *(p for p in previous if p != secret)]
+        self._keys: dict[str, str] = {key_id(k): k for k in keys}
 
     @property
     def ttl_seconds(self) -> float:
@@ -67,19 +88,15 @@ class SessionSigner:
             "jti": jti,
             "tid": str(token_id),
         }
-        token = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+        token = jwt.encode(claims, self._secret, algorithm=ALGORITHM, headers={"kid": self._kid})
         return IssuedSession(token=token, jti=jti, expires_at=expires)
 
     def verify(self, token: str) -> Principal:
         """The caller named by a valid, unexpired HS256 token; Unauthorized otherwise.
 
-        Says nothing about revocation: `AuthService.authenticate` adds that."""
-        try:
-            claims = jwt.decode(
-                token, self._secret, algorithms=[ALGORITHM], options={"require": list(CLAIMS)}
-            )
-        except jwt.PyJWTError:
-            raise Unauthorized("invalid or expired session token") from None
+        Signed by the current key or a previous one. Says nothing about revocation:
+        `AuthService.authenticate` adds that."""
+        claims = self._decode(token)
         agent_id = as_uuid(claims.get("sub"))
         token_id = as_uuid(claims.get("tid"))
         exp = claims.get("exp")
@@ -93,3 +110,26 @@ class SessionSigner:
         return Principal(
             agent_id=agent_id, role=claims["role"], token_id=token_id, expires_at=float(exp)
         )
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError:
+            raise Unauthorized("invalid or expired session token") from None
+        if kid is None:
+            candidates = list(self._keys.values())
+        elif isinstance(kid, str) and kid in self._keys:
+            candidates = [self._keys[kid]]
+        else:  # a key this node does not hold (dropped, or not rolled out here yet)
+            raise Unauthorized("invalid or expired session token")
+        for key in candidates:
+            try:
+                claims: dict[str, Any] = jwt.decode(
+                    token, key, algorithms=[ALGORITHM], options={"require": list(CLAIMS)}
+                )
+            except jwt.InvalidSignatureError:
+                continue  # another key may have signed it
+            except jwt.PyJWTError:
+                break  # expired or malformed: no other key makes it valid
+            return claims
+        raise Unauthorized("invalid or expired session token")
