@@ -30,7 +30,7 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 pytest: $(STAMP) js-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The official JavaScript Socket.IO client, for tests/test_js_client.py (skipped without Node.js
+# The official JavaScript Socket.IO client, for tests/realtime/test_js_client.py (skipped without Node.js
 # unless AGENTHUB_REQUIRE_NODE=1, as in CI).
 js-deps:
 	@if command -v npm >/dev/null 2>&1; then \

@@ -65,7 +65,7 @@ OPS_METRICS = {
     "agenthub_db_pool_in_use": ("agenthub_db_pool_in_use", "gauge", {"pool"}),
     "agenthub_db_pool_max": ("agenthub_db_pool_max", "gauge", {"pool"}),
 }
-METRICS_MD = Path(__file__).resolve().parent.parent / "docs" / "METRICS.md"
+METRICS_MD = Path(__file__).resolve().parents[2] / "docs" / "METRICS.md"
 
 Labels = frozenset[tuple[str, str]]
 

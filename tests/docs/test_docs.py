@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 from tests.support import Server
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 API_MD = REPO / "docs" / "API.md"
 # Where the server's Socket.IO code lives: every module of the package but the client side
 # (the SDK, CLI and MCP server listen to the same events; they do not define them).

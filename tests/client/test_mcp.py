@@ -20,7 +20,7 @@ from mcp.types import CallToolResult, TextContent
 from tests.faults import proxy_to
 from tests.support import Agent, Server, free_port, uniq
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 WAIT = 30.0  # seconds: the bound on one tool call
 TOOLS = {
     "list_rooms",

@@ -14,9 +14,9 @@ import pytest
 
 from agenthub.client import AgentHubClient, Unauthorized
 from agenthub.client.transport import plaintext_warning
+from tests.client.test_agent_cli import agent_env, assert_clean_failure, run
+from tests.client.test_mcp import call, fails, mcp_session
 from tests.support import Agent, Server
-from tests.test_agent_cli import agent_env, assert_clean_failure, run
-from tests.test_mcp import call, fails, mcp_session
 
 
 def secret_of(token: str) -> str:

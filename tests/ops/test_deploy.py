@@ -24,7 +24,7 @@ from packaging.version import Version
 from agenthub.http.origins import origin_allowed, parse_origins
 from tests.support import base_env, free_port, stop_process
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REQUIRE = os.environ.get("AGENTHUB_REQUIRE_CONTAINERS") == "1"
 
 

@@ -18,7 +18,7 @@ import httpx
 import socketio
 import yaml
 
-from tests.monitoring import (
+from tests.observability.monitoring import (
     ALERTS_TEST_YML,
     ALERTS_YML,
     PROMETHEUS_DIR,
@@ -110,7 +110,7 @@ def test_every_alert_has_a_summary_a_severity_and_a_runbook_section() -> None:
 
 
 def test_runbook_anchors_and_promql_blocks_are_read_as_github_and_metrics_md_mean() -> None:
-    from tests.monitoring import github_anchor
+    from tests.observability.monitoring import github_anchor
 
     assert github_anchor("AgentHubDown") == "agenthubdown"
     assert github_anchor("What to do: the pool's size") == "what-to-do-the-pools-size"

@@ -12,8 +12,8 @@ from mcp import Client
 from mcp.types import TextContent
 
 from agenthub.client.mcp_server import BODY_PREVIEW_CHARS, WAIT_MAX_MESSAGES
+from tests.client.test_mcp import WAIT, as_agent, call, mcp_session
 from tests.support import Agent, Server
-from tests.test_mcp import WAIT, as_agent, call, mcp_session
 
 BIG = 65_000  # characters (ASCII): just under the default MAX_MESSAGE_BYTES
 RESULT_TEXT_MAX = 64 * 1024  # what a result's text may reach, JSON indentation included

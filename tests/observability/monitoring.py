@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
 PROMETHEUS_YML = PROMETHEUS_DIR / "prometheus.yml"
 ALERTS_YML = PROMETHEUS_DIR / "alerts.yml"

@@ -9,8 +9,8 @@ from typing import Any
 from urllib.parse import quote
 
 from tests.databases import execute, query
+from tests.realtime.test_realtime import WAIT, connected
 from tests.support import Agent, Server
-from tests.test_realtime import WAIT, connected
 
 
 def outcome_rest(agent: Agent, ref: str, body: str) -> tuple[str, str]:

@@ -1,5 +1,5 @@
-"""The agent side pointed at a hostile or broken hub (tests/hostile_hub.py): the SDK raises its
-typed errors, and the CLI exits with one sentence — no traceback — within a bounded time, never
+"""The agent side pointed at a hostile or broken hub (tests/client/hostile_hub.py): the SDK raises
+its typed errors, and the CLI exits with one sentence — no traceback — within a bounded time, never
 follows a redirect, and never prints the hub's control characters."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from agenthub.client import (
     ConnectionError,
     ResponseTooLarge,
 )
-from tests.hostile_hub import HostileHub
-from tests.test_agent_cli import agent_env
+from tests.client.hostile_hub import HostileHub
+from tests.client.test_agent_cli import agent_env
 
 TOKEN = "agt_AAAAAA_" + "x" * 43
 BOUND = 60  # seconds: the subprocess is killed (and the test fails) past this

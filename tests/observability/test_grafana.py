@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.monitoring import (
+from tests.observability.monitoring import (
     COMPOSE_MONITORING,
     DASHBOARD_JSON,
     GRAFANA_DIR,

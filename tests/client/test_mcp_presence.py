@@ -9,8 +9,8 @@ from typing import Any
 
 import socketio
 
+from tests.client.test_mcp import as_agent, mcp_session
 from tests.support import Agent, Server
-from tests.test_mcp import as_agent, mcp_session
 
 NS = "/agents"
 WAIT = 30.0  # seconds: the bound on each expected change

@@ -23,8 +23,8 @@ from typing import Any
 import socketio
 
 from agenthub.client import AgentHubClient, Message
+from tests.client.test_mcp import call, mcp_session
 from tests.support import Agent, Server, start_server, stop_process
-from tests.test_mcp import call, mcp_session
 
 NS = "/agents"
 TRAFFIC_S = 60.0  # at least this long

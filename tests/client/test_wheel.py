@@ -31,7 +31,7 @@ from mcp.types import TextContent
 
 from tests.support import Agent, Server, start_server, stop_process, uniq
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 INSTALL_TIMEOUT_S = 300
 WAIT_S = 30.0  # the bound on any one wait below
 

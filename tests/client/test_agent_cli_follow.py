@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.client.test_agent_cli import Background, agent_env, json_lines, run
 from tests.faults import restart_server
 from tests.support import Server, start_server, stop_process
-from tests.test_agent_cli import Background, agent_env, json_lines, run
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from agenthub.client.display import printable
+from tests.client.test_agent_cli import agent_env
 from tests.support import Agent, Server, uniq
-from tests.test_agent_cli import agent_env
 
 # Everything the probe used: a title change, a screen clear, an OSC 8 link, an OSC 52 clipboard
 # write, a carriage return that redraws the line as agent-alpha's approval, bidi overrides and

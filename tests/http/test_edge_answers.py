@@ -15,8 +15,8 @@ import websockets
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin
 
+from tests.http.test_http_hardening import WAIT, security_header_faults
 from tests.support import Server
-from tests.test_http_hardening import WAIT, security_header_faults
 
 ALLOWED = "http://localhost:3000"  # the default ALLOWED_ORIGINS of the shared test server
 FOREIGN = "http://evil.example"

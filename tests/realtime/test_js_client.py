@@ -12,7 +12,7 @@ import pytest
 
 from tests.support import Agent, Server
 
-JS_DIR = Path(__file__).parent / "js"
+JS_DIR = Path(__file__).parent.parent / "js"
 
 
 def node_ready() -> str:

@@ -12,14 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import Server, base_env, cli, free_port, start_server, stop_process
-from tests.test_http_hardening import (
+from tests.http.test_http_hardening import (
     assert_rate_limited,
     bearer,
     client_at,
     loopback_address,
     with_window_room,
 )
+from tests.support import Server, base_env, cli, free_port, start_server, stop_process
 
 LIMIT = 5
 PROXY = "127.0.0.1"  # the address the test client connects from when it plays the proxy

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "tests" / "containers"
 BASE_IMAGE = "docker.io/library/debian:bookworm-slim"
 IMAGE = "localhost/agenthub:test"

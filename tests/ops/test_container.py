@@ -20,7 +20,7 @@ import httpx
 import pytest
 import socketio
 
-from tests import podman as pm
+from tests.ops import podman as pm
 from tests.support import JWT_SECRET, free_port
 
 NS = "/agents"
