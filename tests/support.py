@@ -313,6 +313,9 @@ def spawn_server(env: dict[str, str], port: int, log_path: Path) -> subprocess.P
         return subprocess.Popen(
             [sys.executable, "-m", "agenthub", "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
+            # Not the checkout: settings also come from a `.env` in the working directory, and a
+            # deployer's .env there (docs/DEPLOYMENT.md) must not change the servers under test.
+            cwd=log_path.parent,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

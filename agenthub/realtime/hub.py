@@ -393,8 +393,12 @@ class Hub:
     async def _room_join(
         self, running: Running, state: SocketState, payload: dict[str, Any]
     ) -> Ack:
+        # Joining is rare and starts presence: confirmed with the database, so that it answers
+        # `unavailable` while the database is away rather than from this process's memory.
         room_id = str(
-            await running.services.rooms.member_room_id(state.principal, self._room_ref(payload))
+            await running.services.rooms.member_room_id(
+                state.principal, self._room_ref(payload), cached=False
+            )
         )
         state.joined.add(room_id)
         self.presence.add(room_id, state.agent_id, state.sid)

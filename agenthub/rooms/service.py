@@ -37,12 +37,13 @@ class RoomService:
         check it against the memberships they know, and ask `room_for` otherwise."""
         return as_uuid(ref) or self._slug_ids.get(ref)
 
-    async def member_room_id(self, actor: Principal, ref: str) -> uuid.UUID:
+    async def member_room_id(self, actor: Principal, ref: str, *, cached: bool = True) -> uuid.UUID:
         """The id of room `ref` if the actor is a member of it (404 / 403 as `room_for`
         otherwise, admins included). The one membership decision for sending and joining,
-        from every edge: without a database round trip for a member this process knows."""
+        from every edge: without a database round trip for a member this process knows,
+        unless `cached` is false (rare calls that should confirm with the database)."""
         known = self._known_id(ref)
-        if known is not None and self.memberships.knows(actor.agent_id, known):
+        if cached and known is not None and self.memberships.knows(actor.agent_id, known):
             return known
         since = self.memberships.mark()
         room = await self.room_for(actor, ref, admin_ok=False)

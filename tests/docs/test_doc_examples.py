@@ -11,8 +11,8 @@ The convention (CONTRIBUTING.md, "Documentation examples"):
   and a marker that is not followed by a runnable block is an error, so nothing is skipped
   silently.
 - Python blocks run with this venv's python; shell blocks with `bash -e -o pipefail` in the
-  repository's root, with this venv's `bin/` first on PATH (so `agenthub` is the one under test)
-  and a temporary HOME. Each has 60 s.
+  a scratch copy of the repository's tracked files (never the checkout), with this venv's
+  `bin/` first on PATH (so `agenthub` is the one under test) and a temporary HOME. Each has 60 s.
 - The server is a fresh one (SQLite) after `agenthub seed`: agents `founder-ceo`, `agent-alpha`,
   `agent-beta`, rooms `general` and `ops`, and a question from agent-alpha in `general`.
   The environment holds `AGENTHUB_URL` (its URL), `AGENTHUB_TOKEN` (agent-beta's token),
@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -231,8 +232,30 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         stop_process(srv.proc)
 
 
+@pytest.fixture(scope="module")
+def scratch_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the repository's tracked files for the blocks to run in: a block may write
+    files (`cp .env.example .env`), and a `.env` left in the checkout would be read by every
+    server the suite starts afterwards."""
+    root = tmp_path_factory.mktemp("repo")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            target = root / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    # A repository of its own, for examples that read one (`git log -1 | agenthub send …`).
+    git = ["git", "-c", "user.name=docs", "-c", "user.email=docs@localhost"]
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "docs examples"]):
+        subprocess.run([*git, *step], cwd=root, capture_output=True, check=True)
+    return root
+
+
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
-def test_example_runs(block: Block, world: World, tmp_path: Path) -> None:
+def test_example_runs(block: Block, world: World, scratch_repo: Path, tmp_path: Path) -> None:
     if block.not_run is not None:
         pytest.skip(f"not-run: {block.not_run}")
     code = block.code
@@ -249,7 +272,7 @@ def test_example_runs(block: Block, world: World, tmp_path: Path) -> None:
     # A session of its own: a block's children (a follower left running) die with it.
     proc = subprocess.Popen(
         command,
-        cwd=REPO,
+        cwd=scratch_repo,
         env=world.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
