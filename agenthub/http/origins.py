@@ -29,6 +29,10 @@ class OriginRule:
             return False
 
 
+# A DNS name, an IPv4 address or (without its brackets) an IPv6 address; nothing else.
+_HOST = re.compile(r"^[a-z0-9.:-]+$")
+
+
 def _normalize(origin: str) -> str | None:
     """`scheme://host[:port]` in lower case, or None when `origin` is not exactly that."""
     try:
@@ -41,6 +45,8 @@ def _normalize(origin: str) -> str | None:
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         return None
     host = parts.hostname.lower()
+    if not _HOST.match(host):  # a wildcard or other non-host character is not a literal host
+        return None
     return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port is not None else "")
 
 
