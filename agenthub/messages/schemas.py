@@ -41,13 +41,9 @@ class MessagePublic(WireModel):
     body: str
     client_msg_id: str | None
     created_at: Timestamp
-    reply_to: int | None = Field(default=None, description="the seq this message answers")
-    mentions: list[uuid.UUID] = Field(
-        default_factory=list, description="ids of the members its `@name`s mention"
-    )
-    acks: list[AckPublic] = Field(
-        default_factory=list, description="the acknowledgements it asked for, with answers"
-    )
+    reply_to: int | None = Field(description="the seq this message answers")
+    mentions: list[uuid.UUID] = Field(description="ids of the members its `@name`s mention")
+    acks: list[AckPublic] = Field(description="the acknowledgements it asked for, with answers")
 
 
 class MessagePage(WireModel):

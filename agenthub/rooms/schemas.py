@@ -33,9 +33,7 @@ class RoomPublic(WireModel):
     name: str
     created_by: uuid.UUID
     created_at: Timestamp
-    kind: str = Field(
-        default="group", description="'group', or 'direct': a two-member direct conversation"
-    )
+    kind: str = Field(description="'group', or 'direct': a two-member direct conversation")
 
 
 class RoomList(WireModel):

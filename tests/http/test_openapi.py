@@ -254,6 +254,7 @@ def test_list_items_have_the_contract_shapes(doc: dict[str, Any]) -> None:
         "name",
         "createdBy",
         "createdAt",
+        "kind",
     }
     assert items("get", "/api/v1/agents/{agent}/tokens", "tokens") == {
         "id",
@@ -263,15 +264,7 @@ def test_list_items_have_the_contract_shapes(doc: dict[str, Any]) -> None:
         "lastUsedAt",
         "revokedAt",
     }
-    assert items("get", "/api/v1/rooms/{room}/messages", "messages") == {
-        "id",
-        "roomId",
-        "seq",
-        "senderId",
-        "body",
-        "clientMsgId",
-        "createdAt",
-    }
+    assert items("get", "/api/v1/rooms/{room}/messages", "messages") == MESSAGE
     assert items("get", "/api/v1/audit-events", "events") == {
         "id",
         "type",
