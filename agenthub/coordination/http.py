@@ -37,9 +37,12 @@ async def inbox(
     services: ServicesDep,
     cursor: Annotated[str | None, Query(max_length=128)] = None,
     unread: bool = False,
+    newest: bool = False,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
-    return await services.coordination.inbox(me, cursor=cursor, unread_only=unread, limit=limit)
+    return await services.coordination.inbox(
+        me, cursor=cursor, unread_only=unread, limit=limit, newest=newest
+    )
 
 
 @router.post(

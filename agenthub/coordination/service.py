@@ -57,17 +57,33 @@ class CoordinationService:
     # ---- the inbox ----
 
     async def inbox(
-        self, actor: Principal, *, cursor: str | None, unread_only: bool, limit: int
+        self,
+        actor: Principal,
+        *,
+        cursor: str | None,
+        unread_only: bool,
+        limit: int,
+        newest: bool = False,
     ) -> dict[str, Any]:
         """The agent's items oldest first after `cursor` (or after its read marker when
-        `unread_only` and no cursor), with the unread count."""
+        `unread_only` and no cursor), with the unread count. `newest`: the last `limit`
+        items (of those, unread only if asked), still oldest first, with no cursor."""
+        if newest and cursor:
+            raise InvalidRequest("use either 'cursor' or 'newest', not both")
         after = cursors.decode_inbox(cursor) if cursor else None
         async with self.db.read() as conn:
             marker = await store.read_up_to(conn, actor.agent_id)
             start = after if after is not None or not unread_only else marker
             if unread_only and after is not None and marker is not None:
                 start = max(after, marker)
-            rows = await store.inbox_page(conn, actor.agent_id, start, limit + 1)
+            if newest:
+                rows = list(
+                    reversed(
+                        await store.inbox_page(conn, actor.agent_id, start, limit, newest=True)
+                    )
+                )
+            else:
+                rows = list(await store.inbox_page(conn, actor.agent_id, start, limit + 1))
             answers = await store.answers_of(conn, rows[:limit])
             unread = await store.unread_count(conn, actor.agent_id, marker)
         items = []

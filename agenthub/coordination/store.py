@@ -120,10 +120,16 @@ def _visible_to(agent_id: uuid.UUID) -> Any:
 
 
 async def inbox_page(
-    conn: AsyncConnection, agent_id: uuid.UUID, after: uuid.UUID | None, limit: int
+    conn: AsyncConnection,
+    agent_id: uuid.UUID,
+    after: uuid.UUID | None,
+    limit: int,
+    *,
+    newest: bool = False,
 ) -> Sequence[RowMapping]:
-    """Up to `limit` of the agent's inbox items with id > `after`, oldest first, each with its
-    message and room. Reads ix_inbox_items_agent_id_id: an index range scan from `after`."""
+    """Up to `limit` of the agent's inbox items with id > `after`, oldest first (or the
+    newest `limit`, newest first), each with its message and room. Reads
+    ix_inbox_items_agent_id_id: an index range scan from `after` (or from the end)."""
     stmt = (
         sa.select(
             inbox_items.c.id.label("item_id"),
@@ -135,7 +141,7 @@ async def inbox_page(
         .join(messages, messages.c.id == inbox_items.c.message_id)
         .join(rooms, rooms.c.id == inbox_items.c.room_id)
         .where(inbox_items.c.agent_id == agent_id, _visible_to(agent_id))
-        .order_by(inbox_items.c.id)
+        .order_by(inbox_items.c.id.desc() if newest else inbox_items.c.id)
         .limit(limit)
     )
     if after is not None:

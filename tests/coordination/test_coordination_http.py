@@ -66,6 +66,11 @@ def test_inbox_pages_and_the_unread_state_advances(server: Server) -> None:
     assert [i["message"]["seq"] for i in first["items"]] == seqs[:2]
     assert first["unread"] == 5
     assert first["nextCursor"]
+    newest = inbox(bob, limit=2, newest="true")
+    assert [i["message"]["seq"] for i in newest["items"]] == seqs[3:]
+    assert newest["nextCursor"] is None
+    both = bob.get("/api/v1/inbox", params={"newest": "true", "cursor": first["nextCursor"]})
+    assert_error(both, 400, "invalid_request")
     rest = inbox(bob, limit=10, cursor=first["nextCursor"])
     assert [i["message"]["seq"] for i in rest["items"]] == seqs[2:]
     assert rest["nextCursor"] is None

@@ -116,7 +116,7 @@ QUERY_PARAMS: dict[tuple[str, str], set[str]] = {
     ("get", "/api/v1/rooms"): {"all"},
     ("get", "/api/v1/rooms/{room}/messages"): {"cursor", "afterSeq", "limit"},
     ("get", "/api/v1/audit-events"): {"type", "agent", "cursor", "limit"},
-    ("get", "/api/v1/inbox"): {"cursor", "unread", "limit"},
+    ("get", "/api/v1/inbox"): {"cursor", "unread", "newest", "limit"},
     ("get", "/api/v1/acks/pending"): {"limit"},
     ("get", "/api/v1/rooms/{room}/messages/{seq}/thread"): {"afterSeq", "limit"},
 }
