@@ -223,13 +223,21 @@ class AgentHubClient:
     # ---- coordination: inbox, acknowledgements, threads ----
 
     async def inbox(
-        self, *, unread_only: bool = False, cursor: str | None = None, limit: int = 50
+        self,
+        *,
+        unread_only: bool = False,
+        cursor: str | None = None,
+        limit: int = 50,
+        newest: bool = False,
     ) -> InboxPage:
         """Your inbox items oldest first: after `cursor`, or (`unread_only`) after what you
-        marked read. Mark them read with `mark_inbox_read`."""
+        marked read; `newest`: the latest `limit` instead. Mark them read with
+        `mark_inbox_read`."""
         params: dict[str, Any] = {"limit": limit}
         if unread_only:
             params["unread"] = "true"
+        if newest:
+            params["newest"] = "true"
         if cursor is not None:
             params["cursor"] = cursor
         return InboxPage.from_wire(await self._get("/api/v1/inbox", params=params))

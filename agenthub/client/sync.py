@@ -124,9 +124,16 @@ class SyncClient:
         return self._run(self._client.send_direct(agent, body, client_msg_id))
 
     def inbox(
-        self, *, unread_only: bool = False, cursor: str | None = None, limit: int = 50
+        self,
+        *,
+        unread_only: bool = False,
+        cursor: str | None = None,
+        limit: int = 50,
+        newest: bool = False,
     ) -> InboxPage:
-        return self._run(self._client.inbox(unread_only=unread_only, cursor=cursor, limit=limit))
+        return self._run(
+            self._client.inbox(unread_only=unread_only, cursor=cursor, limit=limit, newest=newest)
+        )
 
     def mark_inbox_read(self, up_to: str) -> int:
         return self._run(self._client.mark_inbox_read(up_to))
