@@ -59,6 +59,7 @@ class ApiToken(Base):
 
 class Room(Base):
     __tablename__ = "rooms"
+    __table_args__ = (sa.Index("ix_rooms_direct_key", "direct_key", unique=True),)
 
     id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
     slug: Mapped[str] = mapped_column(sa.String(63), unique=True)
@@ -69,7 +70,7 @@ class Room(Base):
     # "group", or "direct": the two-member room of a direct conversation (migration 0003),
     # whose `direct_key` names the pair (see rooms/direct.py) so it exists once.
     kind: Mapped[str] = mapped_column(sa.String(16), default="group", server_default="group")
-    direct_key: Mapped[str | None] = mapped_column(sa.String(80), unique=True)
+    direct_key: Mapped[str | None] = mapped_column(sa.String(80))
 
 
 class RoomMember(Base):

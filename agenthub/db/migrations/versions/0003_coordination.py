@@ -31,17 +31,18 @@ def ts() -> sa.DateTime:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("rooms") as batch:
-        batch.add_column(
-            sa.Column("kind", sa.String(length=16), server_default="group", nullable=False)
-        )
-        batch.add_column(sa.Column("direct_key", sa.String(length=80), nullable=True))
-        batch.create_unique_constraint(op.f("uq_rooms_direct_key"), ["direct_key"])
-    with op.batch_alter_table("messages") as batch:
-        batch.add_column(sa.Column("reply_to", sa.BigInteger(), nullable=True))
-        batch.add_column(sa.Column("thread_seq", sa.BigInteger(), nullable=True))
-        batch.add_column(sa.Column("mentions", JSON, nullable=True))
-        batch.add_column(sa.Column("ack_from", JSON, nullable=True))
+    # Plain ALTER TABLE ADD COLUMN, never a batch (copy-and-move) operation: on SQLite that
+    # drops the old `rooms` table, and with foreign keys on, the drop deletes every message
+    # through ON DELETE CASCADE. Hence also a unique index rather than a unique constraint.
+    op.add_column(
+        "rooms", sa.Column("kind", sa.String(length=16), server_default="group", nullable=False)
+    )
+    op.add_column("rooms", sa.Column("direct_key", sa.String(length=80), nullable=True))
+    op.create_index("ix_rooms_direct_key", "rooms", ["direct_key"], unique=True)
+    op.add_column("messages", sa.Column("reply_to", sa.BigInteger(), nullable=True))
+    op.add_column("messages", sa.Column("thread_seq", sa.BigInteger(), nullable=True))
+    op.add_column("messages", sa.Column("mentions", JSON, nullable=True))
+    op.add_column("messages", sa.Column("ack_from", JSON, nullable=True))
     op.create_index("ix_messages_room_id_thread_seq", "messages", ["room_id", "thread_seq"])
 
     op.create_table(
@@ -113,12 +114,9 @@ def downgrade() -> None:
     op.drop_table("inbox_state")
     op.drop_table("inbox_items")
     op.drop_index("ix_messages_room_id_thread_seq", table_name="messages")
-    with op.batch_alter_table("messages") as batch:
-        batch.drop_column("ack_from")
-        batch.drop_column("mentions")
-        batch.drop_column("thread_seq")
-        batch.drop_column("reply_to")
-    with op.batch_alter_table("rooms") as batch:
-        batch.drop_constraint(op.f("uq_rooms_direct_key"), type_="unique")
-        batch.drop_column("direct_key")
-        batch.drop_column("kind")
+    op.drop_index("ix_rooms_direct_key", table_name="rooms")
+    # ALTER TABLE DROP COLUMN (SQLite >= 3.35), not a batch copy: see upgrade().
+    for column in ("ack_from", "mentions", "thread_seq", "reply_to"):
+        op.drop_column("messages", column)
+    op.drop_column("rooms", "direct_key")
+    op.drop_column("rooms", "kind")
