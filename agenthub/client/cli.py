@@ -399,7 +399,7 @@ def inbox(
                 described = await names.describe(item.message)
                 _out(json.dumps({**described, "reasons": list(item.reasons), "item": item.id}))
             else:
-                _out(f"[{', '.join(item.reasons)}]")
+                _out(f"[{printable(', '.join(item.reasons))}]")
                 await _show(names, item.message, False, with_room=True)
         if not page.items and not as_json:
             _out("nothing new" if not show_all else "your inbox is empty")
