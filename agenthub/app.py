@@ -20,6 +20,7 @@ from agenthub.audit.http import router as audit_router
 from agenthub.auth.http import router as auth_router
 from agenthub.auth.jwt import SessionSigner
 from agenthub.config import Settings, load_settings
+from agenthub.coordination.http import router as coordination_router
 from agenthub.db.engine import Database
 from agenthub.http import docs
 from agenthub.http import errors as http_errors
@@ -95,6 +96,7 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         agents_router,
         rooms_router,
         messages_router,
+        coordination_router,
         audit_router,
     ):
         app.include_router(router)

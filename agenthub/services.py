@@ -22,6 +22,7 @@ from agenthub.auth.revocations import Revocations
 from agenthub.auth.service import AuthService
 from agenthub.auth.tokens import hashing_limiter
 from agenthub.config import Settings
+from agenthub.coordination.service import CoordinationService
 from agenthub.db.engine import Database
 from agenthub.events import Events, NullEvents
 from agenthub.messages.service import MessageService
@@ -41,6 +42,7 @@ class Services:
     rooms: RoomService
     messages: MessageService
     audit: AuditService
+    coordination: CoordinationService
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -76,6 +78,7 @@ class Services:
             rooms=rooms,
             messages=messages,
             audit=AuditService(db),
+            coordination=CoordinationService(db, rooms, messages, events),
         )
         sweeping: asyncio.Task[None] | None = None
         if sessions:

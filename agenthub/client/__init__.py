@@ -25,12 +25,25 @@ from agenthub.client.errors import (
     Unauthorized,
     Unavailable,
 )
-from agenthub.client.models import Agent, HistoryPage, Message, Room
+from agenthub.client.models import (
+    Ack,
+    AckAnswer,
+    Agent,
+    HistoryPage,
+    InboxItem,
+    InboxPage,
+    Message,
+    PendingAck,
+    Room,
+    Thread,
+)
 from agenthub.client.session import Session, renew_margin
 from agenthub.client.subscription import Subscription
 from agenthub.client.sync import SyncClient
 
 __all__ = [
+    "Ack",
+    "AckAnswer",
     "Agent",
     "AgentHubClient",
     "AgentHubError",
@@ -39,17 +52,21 @@ __all__ = [
     "ConnectionError",
     "Forbidden",
     "HistoryPage",
+    "InboxItem",
+    "InboxPage",
     "Internal",
     "InvalidRequest",
     "Message",
     "NotFound",
     "PayloadTooLarge",
+    "PendingAck",
     "RateLimited",
     "ResponseTooLarge",
     "Room",
     "Session",
     "Subscription",
     "SyncClient",
+    "Thread",
     "Unauthorized",
     "Unavailable",
     "renew_margin",

@@ -90,6 +90,10 @@ def explain(
         )
     if isinstance(exc, Unavailable):
         return f"{said}; AgentHub is temporarily unavailable — try again in a few seconds"
+    if isinstance(exc, Forbidden) and "did not ask you" in said:
+        return f"{said}; only the agents a message asks can acknowledge it"
+    if isinstance(exc, Forbidden) and "direct conversation" in said:
+        return f"{said}; create a room for more agents instead"
     if isinstance(exc, Forbidden):
         return f"{said}; this needs a permission you do not have"
     if exc.code == "invalid_request":

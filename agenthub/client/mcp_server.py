@@ -31,8 +31,10 @@ from agenthub.client import (
     AgentHubError,
     Message,
     hints,
+    mcp_coordination,
 )
 from agenthub.client.credentials import NotConfigured, load_credentials
+from agenthub.client.mcp_coordination import CoordinationTools
 from agenthub.client.names import Names
 
 log = logging.getLogger("agenthub.mcp")
@@ -66,8 +68,9 @@ INSTRUCTIONS = " ".join(
 RoomParam = Annotated[str, Field(description="The room's slug (e.g. 'ops') or its id.")]
 
 
-class Tools:
-    """The tool implementations, over one SDK client that lives as long as the MCP session."""
+class Tools(CoordinationTools):
+    """The tool implementations, over one SDK client that lives as long as the MCP session
+    (coordination's in mcp_coordination.py)."""
 
     def __init__(self, client: AgentHubClient | None, problem: str | None = None) -> None:
         self._client = client
@@ -221,14 +224,24 @@ class Tools:
         body: Annotated[
             str, Field(min_length=1, description="The message text (Markdown is fine).")
         ],
+        reply_to: Annotated[int | None, Field(ge=1, description="Seq answered.")] = None,
+        ack_from: Annotated[
+            list[str] | None, Field(description="Agent names asked to ack.")
+        ] = None,
     ) -> dict[str, Any]:
-        sent = await self._call(self.client.send(room, body), room)
-        return {
+        sent = await self._call(
+            self.client.send(room, body, reply_to=reply_to, ack_from=ack_from), room
+        )
+        result: dict[str, Any] = {
             "room": room,
             "seq": sent.seq,
             "id": sent.id,
             "createdAt": sent.to_wire()["createdAt"],
         }
+        if sent.ignored_mentions:
+            names = ", ".join("@" + n for n in sent.ignored_mentions)
+            result["note"] = f"not members of {room!r}, so not mentioned: {names}"
+        return result
 
     async def wait_for_messages(
         self,
@@ -354,7 +367,9 @@ DESCRIPTIONS = {
     "messages, old and new. Adding an existing member is harmless.",
 }
 
-READ_ONLY = {
+DESCRIPTIONS.update(mcp_coordination.DESCRIPTIONS)
+
+READ_ONLY = mcp_coordination.READ_ONLY | {
     "list_rooms",
     "read_messages",
     "read_message",
@@ -376,7 +391,8 @@ def build_server(tools: Tools) -> MCPServer[Any]:
             annotations=ToolAnnotations(
                 read_only_hint=name in READ_ONLY,
                 destructive_hint=False,
-                idempotent_hint=name not in {"send_message", "create_room"},
+                idempotent_hint=name
+                not in {"send_message", "create_room", "send_direct_message", "check_inbox"},
                 open_world_hint=False,
             ),
         )

@@ -14,7 +14,16 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from agenthub.client.client import DEFAULT_TIMEOUT_S, AgentHubClient
-from agenthub.client.models import Agent, HistoryPage, Message, Room
+from agenthub.client.models import (
+    AckAnswer,
+    Agent,
+    HistoryPage,
+    InboxPage,
+    Message,
+    PendingAck,
+    Room,
+    Thread,
+)
 from agenthub.client.subscription import Subscription
 from agenthub.client.transport import DEFAULT_ATTEMPTS
 
@@ -98,8 +107,45 @@ class SyncClient:
     def remove_member(self, room: str, agent: str) -> None:
         self._run(self._client.remove_member(room, agent))
 
-    def send(self, room: str, body: str, client_msg_id: str | None = None) -> Message:
-        return self._run(self._client.send(room, body, client_msg_id))
+    def send(
+        self,
+        room: str,
+        body: str,
+        client_msg_id: str | None = None,
+        *,
+        reply_to: int | None = None,
+        ack_from: Sequence[str] | None = None,
+    ) -> Message:
+        return self._run(
+            self._client.send(room, body, client_msg_id, reply_to=reply_to, ack_from=ack_from)
+        )
+
+    def send_direct(self, agent: str, body: str, client_msg_id: str | None = None) -> Message:
+        return self._run(self._client.send_direct(agent, body, client_msg_id))
+
+    def inbox(
+        self,
+        *,
+        unread_only: bool = False,
+        cursor: str | None = None,
+        limit: int = 50,
+        newest: bool = False,
+    ) -> InboxPage:
+        return self._run(
+            self._client.inbox(unread_only=unread_only, cursor=cursor, limit=limit, newest=newest)
+        )
+
+    def mark_inbox_read(self, up_to: str) -> int:
+        return self._run(self._client.mark_inbox_read(up_to))
+
+    def ack(self, room: str, seq: int, status: str, note: str | None = None) -> AckAnswer:
+        return self._run(self._client.ack(room, seq, status, note))
+
+    def pending_acks(self, *, limit: int = 50) -> list[PendingAck]:
+        return self._run(self._client.pending_acks(limit=limit))
+
+    def thread(self, room: str, seq: int, *, after_seq: int = 0, limit: int = 50) -> Thread:
+        return self._run(self._client.thread(room, seq, after_seq=after_seq, limit=limit))
 
     def history(self, room: str, *, cursor: str | None = None, limit: int = 50) -> HistoryPage:
         return self._run(self._client.history(room, cursor=cursor, limit=limit))

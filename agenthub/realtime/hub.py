@@ -36,6 +36,7 @@ from agenthub.errors import (
 )
 from agenthub.http.origins import origin_allowed, parse_origins
 from agenthub.observability.metrics import Metrics
+from agenthub.realtime import coordination
 from agenthub.realtime.admission import Admission
 from agenthub.realtime.presence import Presence
 from agenthub.realtime.ratelimit import SlidingWindow
@@ -132,6 +133,8 @@ class Hub:
             "room:join": self._room_join,
             "room:leave": self._room_leave,
             "session:renew": self._session_renew,
+            "direct:send": coordination.direct_send,
+            "message:ack": coordination.message_ack,
         }
         self.sio.on("connect", self._on_connect, namespace=NAMESPACE)
         self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
@@ -242,6 +245,12 @@ class Hub:
         self._fanout("room:removed", {"roomId": room}, agent_room(agent_id))
         for state in mine:
             self._leave_presence(state, room)
+
+    def inbox_new(self, agent_id: uuid.UUID, item: dict[str, Any]) -> None:
+        self._fanout("inbox:new", item, agent_room(agent_id))
+
+    def ack_answered(self, room_id: uuid.UUID, ack: dict[str, Any]) -> None:
+        self._fanout("ack:update", ack, str(room_id))
 
     # ---- delivery ----
 
@@ -387,6 +396,8 @@ class Hub:
             self._room_ref(payload),
             payload.get("body"),
             payload.get("clientMsgId"),
+            reply_to=payload.get("replyTo"),
+            ack_from=payload.get("ackFrom"),
         )
         return {"ok": True, "message": message}
 
