@@ -12,7 +12,11 @@
   let renewTimer = null;
   const renewListeners = [];
 
+  let leaving = false;
   function signIn(reason) {
+    // Once: a revocation is told by the socket and by the next renewal alike.
+    if (leaving) return;
+    leaving = true;
     window.location.assign("/console/sign-in?reason=" + encodeURIComponent(reason));
   }
 
