@@ -90,17 +90,22 @@ _SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 
 def own_origin(scope: Mapping[str, Any]) -> str | None:
     """The origin a request was addressed to: its scheme (as a trusted proxy reported it, see
-    http/proxies.py) and its `Host` header, as a browser writes it in `Origin` (no default
-    port). None without a usable `Host`."""
+    http/proxies.py) and its `Host` header, normalised as `_canonical` does. None without a
+    usable `Host`."""
     scheme = _SCHEMES.get(str(scope.get("scheme", "")))
     host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), None)
     if scheme is None or not host:
         return None
-    normal = _normalize(f"{scheme}://{host}")
+    return _canonical(f"{scheme}://{host}")
+
+
+def _canonical(origin: str) -> str | None:
+    """`_normalize` without a default port (a browser writes none in `Origin`)."""
+    normal = _normalize(origin)
     if normal is None:
         return None
-    default = f":{_DEFAULT_PORTS[scheme]}"
-    return normal.removesuffix(default) if normal.endswith(default) else normal
+    default = f":{_DEFAULT_PORTS[normal.split(':', 1)[0]]}"
+    return normal.removesuffix(default)
 
 
 def same_origin(scope: Mapping[str, Any], origin: str | None) -> bool:
@@ -109,4 +114,4 @@ def same_origin(scope: Mapping[str, Any], origin: str | None) -> bool:
     if not origin:
         return False
     mine = own_origin(scope)
-    return mine is not None and mine == origin.lower().rstrip("/")
+    return mine is not None and _canonical(origin) == mine

@@ -116,7 +116,7 @@ async def next_event(client: socketio.AsyncSimpleClient, name: str, within: floa
 async def screenshot(page: Any, server: Server, name: str) -> None:
     if server.backend == "sqlite":  # one set of pictures, not one per backend
         SHOTS.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+        await page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
 async def test_sign_in_rooms_and_sign_out(browser: Any, server: Server) -> None:
@@ -140,6 +140,7 @@ async def test_sign_in_rooms_and_sign_out(browser: Any, server: Server) -> None:
         row = page.get_by_role("row").filter(has_text=room["slug"])
         await expect(row).to_contain_text("the latest word")
         await expect(row).to_contain_text(alice.name)
+        await screenshot(page, server, "rooms")
         cookies = {c["name"]: c for c in await page.context.cookies()}
         session = cookies["agenthub_console"]
         assert session["httpOnly"], session
