@@ -136,7 +136,7 @@ async def sign_in(request: Request) -> Response:
     except Unauthorized as exc:
         return _html(request, pages.sign_in(csrf[0], error=exc.message), 401, csrf)
     response = RedirectResponse("/console/rooms", status_code=303)
-    set_cookie(response, request, SESSION_COOKIE, session.token, int(services.signer.ttl_seconds))
+    set_cookie(response, request, SESSION_COOKIE, session.token, None)
     return response
 
 
@@ -181,7 +181,7 @@ async def renew(request: Request) -> Response:
         },
         headers={"cache-control": "no-store"},
     )
-    set_cookie(response, request, SESSION_COOKIE, issued.token, int(services.signer.ttl_seconds))
+    set_cookie(response, request, SESSION_COOKIE, issued.token, None)
     return response
 
 

@@ -41,7 +41,11 @@ def csrf_token(request: Request) -> tuple[str, bool]:
     return secrets.token_urlsafe(32), True
 
 
-def set_cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
+def set_cookie(
+    response: Response, request: Request, name: str, value: str, max_age: int | None
+) -> None:
+    """`max_age` None: a browser-session cookie. The session cookie is one, so that a JWT that
+    expired while the tab was closed is still there to say so ("your session has ended")."""
     response.set_cookie(
         name,
         value,

@@ -5,14 +5,19 @@ allowed for HTTP and Socket.IO, and the size of a first load."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import closing
 from html.parser import HTMLParser
 
 import httpx
+import jwt as pyjwt
 import pytest
+from starlette.requests import Request
+from starlette.responses import Response
 
-from tests.support import Agent, Server, assert_error, jwt_claims
+from agenthub.console.session import set_cookie
+from tests.support import JWT_SECRET, Agent, Server, assert_error, jwt_claims
 
 FIRST_LOAD_BUDGET = 300 * 1024  # bytes, the issue's bound on a first load of a room page
 
@@ -265,3 +270,28 @@ def test_a_first_load_of_a_room_is_under_300_kb(server: Server) -> None:
             assert r.status_code == 200, url
             total += len(r.content)
     assert total < FIRST_LOAD_BUDGET, total
+
+
+def test_an_expired_session_says_so(server: Server) -> None:
+    alice = server.new_agent()
+    claims = jwt_claims(alice.jwt)
+    now = int(time.time())
+    claims.update(iat=now - 1000, exp=now - 100)
+    expired = pyjwt.encode(claims, JWT_SECRET, algorithm="HS256")
+    with browser(server) as client:
+        client.cookies.set("agenthub_console", expired, path="/console")
+        r = client.get(f"/console/rooms/{server.new_room(alice)['slug']}")
+        assert r.status_code == 303
+        assert r.headers["location"] == "/console/sign-in?reason=expired"
+        page = client.get(r.headers["location"])
+        assert "Your console session has ended" in page.text
+
+
+@pytest.mark.parametrize(("scheme", "secure"), [("http", False), ("https", True)])
+def test_the_cookies_are_secure_over_tls(scheme: str, secure: bool) -> None:
+    scope = {"type": "http", "scheme": scheme, "headers": [(b"host", b"hub.lan")]}
+    response = Response()
+    set_cookie(response, Request(scope), "agenthub_console", "v", None)
+    flags = response.headers["set-cookie"].lower()
+    assert ("secure" in flags) is secure
+    assert "max-age" not in flags  # a browser-session cookie
