@@ -366,3 +366,37 @@ async def test_every_page_passes_an_accessibility_scan(browser: Any, server: Ser
         await page.get_by_label("New API token").wait_for()
         found["token issued"] = await axe_violations(page)
     assert {page: v for page, v in found.items() if v} == {}
+
+
+async def test_signing_in_and_posting_with_the_keyboard_alone(browser: Any, server: Server) -> None:
+    from playwright.async_api import expect
+
+    alice = server.new_agent()
+    slug = server.new_room(alice)["slug"]
+    async with opened(browser) as w:
+        page = w.page
+        await page.goto(server.base_url + "/console/sign-in")
+        await page.keyboard.press("Tab")
+        await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+        await page.keyboard.press("Tab")
+        await expect(page.get_by_label("API token")).to_be_focused()
+        await page.keyboard.type(alice.token)
+        await page.keyboard.press("Enter")
+        await page.wait_for_url("**/console/rooms", timeout=WAIT_MS)
+        await open_room(page, server, slug)
+        order = []
+        for _ in range(12):
+            await page.keyboard.press("Tab")
+            focused = await page.evaluate(
+                "() => document.activeElement.id || document.activeElement.textContent.trim()"
+            )
+            order.append(focused)
+            if focused == "message":
+                break
+        # header links, sign-out, the message log (scrollable by keys), then the composer
+        assert order[:2] == ["Skip to content", "Rooms"], order
+        assert order.index("Sign out") < order.index("log") < order.index("message"), order
+        await page.keyboard.type("sent from the keyboard")
+        await page.keyboard.press("Control+Enter")
+        log = page.get_by_role("log")
+        await expect(log.get_by_text("sent from the keyboard")).to_be_visible(timeout=WAIT_MS)
