@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import closing
 from html.parser import HTMLParser
+from pathlib import Path
 
 import httpx
 import jwt as pyjwt
@@ -17,7 +18,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agenthub.console.session import set_cookie
-from tests.support import JWT_SECRET, Agent, Server, assert_error, jwt_claims
+from tests.support import (
+    JWT_SECRET,
+    Agent,
+    Server,
+    assert_error,
+    jwt_claims,
+    loopback_address,
+    start_server,
+    stop_process,
+)
 
 FIRST_LOAD_BUDGET = 300 * 1024  # bytes, the issue's bound on a first load of a room page
 
@@ -295,3 +305,27 @@ def test_the_cookies_are_secure_over_tls(scheme: str, secure: bool) -> None:
     flags = response.headers["set-cookie"].lower()
     assert ("secure" in flags) is secure
     assert "max-age" not in flags  # a browser-session cookie
+
+
+def test_sign_in_attempts_count_in_the_per_address_limit(tmp_path: Path) -> None:
+    """Signing in trades an API token like POST /sessions, so guessing tokens through the
+    console is limited the same way."""
+    srv = start_server(
+        "sqlite",
+        f"sqlite:///{tmp_path / 'agenthub.db'}",
+        tmp_path,
+        client_address=loopback_address(),  # the harness's own login is not counted here
+        RATE_LIMIT_UNAUTH_PER_MIN="3",
+    )
+    try:
+        with browser(srv) as client:
+            csrf = csrf_of(client.get("/console/sign-in"))
+            for _ in range(3):
+                data = {"csrf": csrf, "token": "agt_nope00_" + "x" * 43}
+                assert client.post("/console/sign-in", data=data).status_code == 401
+            data = {"csrf": csrf, "token": srv.admin.token}
+            assert_error(client.post("/console/sign-in", data=data), 429, "rate_limited")
+            assert client.get("/console/sign-in").status_code == 200  # pages are not counted
+    finally:
+        srv.api.close()
+        stop_process(srv.proc)
