@@ -116,6 +116,7 @@ async def next_event(client: socketio.AsyncSimpleClient, name: str, within: floa
 async def screenshot(page: Any, server: Server, name: str) -> None:
     if server.backend == "sqlite":  # one set of pictures, not one per backend
         SHOTS.mkdir(parents=True, exist_ok=True)
+        await page.evaluate("window.scrollTo(0, 0)")
         await page.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
