@@ -20,6 +20,7 @@ from agenthub.audit.http import router as audit_router
 from agenthub.auth.http import router as auth_router
 from agenthub.auth.jwt import SessionSigner
 from agenthub.config import Settings, load_settings
+from agenthub.console import http as console
 from agenthub.coordination.http import router as coordination_router
 from agenthub.db.engine import Database
 from agenthub.http import docs
@@ -101,6 +102,7 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
     ):
         app.include_router(router)
     docs.install(app)
+    console.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     # Outermost first: the client's address (from a trusted proxy's X-Forwarded-For), request

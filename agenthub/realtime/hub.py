@@ -34,7 +34,7 @@ from agenthub.errors import (
     Unavailable,
     clip,
 )
-from agenthub.http.origins import origin_allowed, parse_origins
+from agenthub.http.origins import origin_allowed, parse_origins, same_origin
 from agenthub.observability.metrics import Metrics
 from agenthub.realtime import coordination
 from agenthub.realtime.admission import Admission
@@ -142,7 +142,11 @@ class Hub:
             self.sio.on(event, self._dispatcher(event), namespace=NAMESPACE)
 
     def _origin_allowed(self, origin: str | None, environ: dict[str, Any]) -> bool:
-        return origin_allowed(self._origin_rules, origin)
+        # The hub's own origin too: the console (agenthub/console/) opens its socket from a
+        # page the hub served, at whatever address the hub was reached by.
+        return origin_allowed(self._origin_rules, origin) or same_origin(
+            environ.get("asgi.scope") or {}, origin
+        )
 
     # ---- lifecycle (owned by the app's lifespan) ----
 
