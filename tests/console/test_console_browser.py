@@ -1,12 +1,15 @@
 """The console in a real browser: Debian's Chromium driven by Playwright (tests/console/browser.py).
 
 Each test signs a person in as an agent of its own and watches what real agents do over REST
-and Socket.IO. Screenshots of each page go to docs/console/ (from the SQLite run), for the
-README."""
+and Socket.IO. Screenshots of each page (from the SQLite run) go to a temporary folder, or to
+$AGENTHUB_CONSOLE_SCREENSHOTS (docs/console/ for the README's pictures)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +24,12 @@ from tests.support import Agent, Server, uniq
 
 NS = "/agents"
 WAIT_MS = 10_000  # the bound on any single expected change of the page
-SHOTS = Path(__file__).parent.parent.parent / "docs" / "console"
+# The README's pictures: refreshed only on request, so that a test run leaves the checkout as it
+# was (`AGENTHUB_CONSOLE_SCREENSHOTS=docs/console make pytest PYTEST_ARGS=tests/console`).
+SHOTS = Path(
+    os.environ.get("AGENTHUB_CONSOLE_SCREENSHOTS")
+    or Path(tempfile.gettempdir()) / "agenthub-console-screenshots"
+)
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -115,7 +123,7 @@ async def next_event(client: socketio.AsyncSimpleClient, name: str, within: floa
 
 async def screenshot(page: Any, server: Server, name: str) -> None:
     if server.backend == "sqlite":  # one set of pictures, not one per backend
-        SHOTS.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(SHOTS.mkdir, parents=True, exist_ok=True)
         await page.evaluate("window.scrollTo(0, 0)")
         await page.screenshot(path=str(SHOTS / f"{name}.png"))
 
