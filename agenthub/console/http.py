@@ -194,6 +194,10 @@ async def rooms_page(request: Request) -> Response:
     services = _services(request)
     rooms = await services.rooms.list_for(principal, all_rooms=principal.is_admin)
     mine = set(await services.rooms.room_ids_of(principal))
+    if principal.is_admin:  # every room leaves out direct ones: but not the admin's own
+        listed = {room.id for room in rooms}
+        own = await services.rooms.list_for(principal, all_rooms=False)
+        rooms += [room for room in own if room.id not in listed]
     names = {a.id: a.name for a in await services.agents.list_all()}
     rows = []
     for room in rooms[:ROOMS_SHOWN]:
@@ -206,6 +210,7 @@ async def rooms_page(request: Request) -> Response:
                 id=str(room.id),
                 slug=room.slug,
                 name=room.name,
+                kind=room.kind,
                 member=room.id in mine,
                 last_seq=last.seq if last else None,
                 last_at=_iso(last.created_at) if last else None,
@@ -231,8 +236,7 @@ async def room_page(request: Request, room: str) -> Response:
     except (NotFound, Forbidden) as exc:
         return _html(request, pages.refusal(viewer, exc.status, exc.message), exc.status, csrf)
     member = any(m.id == principal.agent_id for m in members)
-    kind = str(getattr(found, "kind", None) or "room")  # rooms gain a kind with direct messages
-    text = pages.room(viewer, str(found.id), found.slug, found.name, member=member, kind=kind)
+    text = pages.room(viewer, str(found.id), found.slug, found.name, member=member, kind=found.kind)
     return _html(request, text, csrf=csrf)
 
 

@@ -12,6 +12,8 @@ from agenthub.agents.schemas import AgentPublic
 
 STATIC = "/console/static"
 PREVIEW_CHARS = 120
+# A room of kind `direct` (docs/API.md section 10): two agents' private conversation.
+DIRECT_TAG = '<span class="tag direct">direct messages</span>'
 
 
 def e(value: object) -> str:
@@ -114,6 +116,7 @@ class RoomRow:
     id: str
     slug: str
     name: str
+    kind: str
     member: bool
     last_seq: int | None
     last_at: str | None
@@ -137,8 +140,10 @@ def rooms(viewer: Viewer, rows: list[RoomRow], *, all_rooms: bool) -> str:
                     f'<span class="preview">{e(clip(r.last_body or ""))}</span></td>'
                 )
             member = "member" if r.member else "not a member"
+            direct = f" {DIRECT_TAG}" if r.kind == "direct" else ""
             body.append(
-                f'<tr><th scope="row"><a href="/console/rooms/{e(r.slug)}">{e(r.name)}</a></th>'
+                f'<tr><th scope="row"><a href="/console/rooms/{e(r.slug)}">{e(r.name)}</a>'
+                f"{direct}</th>"
                 f"<td>{e(r.slug)}</td><td>{member}</td>{latest}</tr>"
             )
         table = f"""<table>
@@ -153,7 +158,7 @@ def rooms(viewer: Viewer, rows: list[RoomRow], *, all_rooms: bool) -> str:
 
 
 def room(viewer: Viewer, room_id: str, slug: str, name: str, *, member: bool, kind: str) -> str:
-    direct = ' <span class="tag">direct messages</span>' if kind == "direct" else ""
+    direct = f" {DIRECT_TAG}" if kind == "direct" else ""
     composer = (
         """<form id="composer" class="composer">
         <label for="message">Message</label>

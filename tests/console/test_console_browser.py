@@ -409,3 +409,90 @@ async def test_signing_in_and_posting_with_the_keyboard_alone(browser: Any, serv
         await page.keyboard.press("Control+Enter")
         log = page.get_by_role("log")
         await expect(log.get_by_text("sent from the keyboard")).to_be_visible(timeout=WAIT_MS)
+
+
+async def test_mentions_replies_acknowledgements_and_direct_rooms(
+    browser: Any, server: Server
+) -> None:
+    """The coordination fields (docs/API.md section 10) as the room page shows them: from
+    history and live, acknowledgements updated from `ack:update` without a reload."""
+    from playwright.async_api import expect
+
+    alice, bob, carol = server.new_agent(), server.new_agent(), server.new_agent()
+    room = server.new_room(alice, bob, carol)
+    slug = room["slug"]
+    messages = f"/api/v1/rooms/{slug}/messages"
+    r = bob.post(messages, {"body": f"@{carol.name} can you look at the build?"})
+    assert r.status_code == 201, r.text
+    asked = r.json()
+    assert asked["mentions"] == [carol.id]
+    r = alice.post(f"/api/v1/direct/{bob.name}/messages", {"body": "a word in private"})
+    assert r.status_code == 201, r.text
+    direct_id = r.json()["roomId"]
+    direct = next(x for x in alice.get("/api/v1/rooms").json()["rooms"] if x["id"] == direct_id)
+    assert direct["kind"] == "direct"
+    hostile = "<img src=x onerror=\"window.__pwned = 'note'; alert('note')\"> blocked on CI"
+    found: dict[str, list[dict[str, Any]]] = {}
+    async with opened(browser, bypass_csp=True) as w:  # axe is injected inline
+        page = w.page
+        await sign_in(page, server, alice)
+        row = page.get_by_role("row").filter(has_text=direct["slug"])
+        await expect(row.get_by_role("rowheader")).to_contain_text("direct messages")
+        group_row = page.get_by_role("row").filter(has_text=slug)
+        await expect(group_row.get_by_role("rowheader")).not_to_contain_text("direct messages")
+        found["rooms"] = await axe_violations(page)
+        await open_room(page, server, direct["slug"])
+        await expect(page.get_by_role("heading", level=1)).to_contain_text("direct messages")
+
+        await open_room(page, server, slug)
+        await page.evaluate("window.__sameDocument = true")
+        log = page.get_by_role("log")
+        first = page.locator(f"#m-{asked['seq']}")
+        await expect(first.locator(".mentions")).to_have_text(f"mentions @{carol.name}")
+
+        # Live: a reply, and a message asking for an acknowledgement.
+        r = carol.post(messages, {"body": "looking now", "replyTo": asked["seq"]})
+        assert r.status_code == 201, r.text
+        reply = r.json()
+        assert reply["replyTo"] == asked["seq"]
+        r = bob.post(messages, {"body": "deploy when green", "ackFrom": [carol.name]})
+        assert r.status_code == 201, r.text
+        ask = r.json()
+        assert [a["agentId"] for a in ask["acks"]] == [carol.id]
+
+        link = page.locator(f"#m-{reply['seq']}").get_by_role(
+            "link", name=f"reply to #{asked['seq']}"
+        )
+        await expect(link).to_be_visible(timeout=WAIT_MS)
+        acks = page.get_by_role("list", name=f"Acknowledgements of #{ask['seq']}")
+        await expect(acks).to_have_text(f"{carol.name}: waiting", timeout=WAIT_MS)
+        found["room"] = await axe_violations(page)
+
+        answer = f"{messages}/{ask['seq']}/acks"
+        r = carol.post(answer, {"status": "seen", "note": hostile})
+        assert r.status_code == 200, r.text
+        await expect(acks).to_contain_text(f"{carol.name}: seen", timeout=WAIT_MS)
+        await expect(acks.locator(".note")).to_have_text(hostile)
+        assert await log.locator("img, script").count() == 0
+        assert await page.evaluate("window.__pwned") is None
+        r = carol.post(answer, {"status": "done", "note": "deployed"})
+        assert r.status_code == 200, r.text
+        await expect(acks).to_contain_text(f"{carol.name}: done", timeout=WAIT_MS)
+        await expect(acks.locator(".note")).to_have_text("deployed")
+        assert await page.evaluate("window.__sameDocument") is True  # no reload
+
+        await link.click()  # jumps to the message answered
+        await expect(first).to_be_focused()
+        await screenshot(page, server, "room-coordination")
+
+        # After a reload the answers come from history.
+        await page.reload()
+        await expect(page.locator("#conn")).to_have_text("live", timeout=WAIT_MS)
+        await expect(acks).to_contain_text(f"{carol.name}: done")
+        await expect(log.locator(".mention")).to_have_text([f"@{carol.name}"])
+        await expect(page.locator(f"#m-{reply['seq']} a.reply")).to_have_attribute(
+            "href", f"#m-{asked['seq']}"
+        )
+        assert w.dialogs == []
+        assert w.errors == [], w.errors
+    assert {name: v for name, v in found.items() if v} == {}

@@ -206,6 +206,50 @@ def test_rooms_are_the_agents_own_and_other_rooms_are_refused(server: Server) ->
         assert client.get("/console/admin/audit").status_code == 200
 
 
+def direct_row(page: str, slug: str) -> str | None:
+    """The rooms page's row of the room `slug`, or None."""
+    for row in re.findall(r"<tr>.*?</tr>", page, re.S):
+        if f'href="/console/rooms/{slug}"' in row:
+            return str(row)
+    return None
+
+
+def test_a_direct_room_is_labelled_for_its_two_members_only(server: Server) -> None:
+    admin, alice, carol = server.new_agent(role="admin"), server.new_agent(), server.new_agent()
+    group = server.new_room(alice)
+    r = admin.post(f"/api/v1/direct/{alice.name}/messages", {"body": "just between us"})
+    assert r.status_code == 201, r.text
+    slug = next(
+        room["slug"]
+        for room in alice.get("/api/v1/rooms").json()["rooms"]
+        if room["id"] == r.json()["roomId"]
+    )
+    # Both members see it labelled, the admin too (whose "every room" leaves direct ones out).
+    for agent in (alice, admin):
+        client, _ = signed_in(server, agent)
+        with closing(client):
+            row = direct_row(client.get("/console/rooms").text, slug)
+            assert row is not None, agent.name
+            assert "direct messages" in row
+            assert "just between us" in row
+            page = client.get(f"/console/rooms/{slug}")
+            assert page.status_code == 200
+            assert re.search(
+                r"<h1>[^<]*<span class=\"tag direct\">direct messages</span></h1>", page.text
+            )
+            group_row = direct_row(client.get("/console/rooms").text, group["slug"])
+            assert group_row is not None
+            assert "direct messages" not in group_row
+    # Nobody else: neither another agent nor another admin lists or reads it.
+    for agent in (carol, server.new_agent(role="admin")):
+        client, _ = signed_in(server, agent)
+        with closing(client):
+            assert direct_row(client.get("/console/rooms").text, slug) is None
+            page = client.get(f"/console/rooms/{slug}")
+            assert page.status_code == 403
+            assert "just between us" not in page.text
+
+
 def test_room_names_and_previews_are_escaped(server: Server) -> None:
     alice = server.new_agent()
     slug = server.new_room(alice)["slug"]

@@ -116,6 +116,16 @@
   async function ensureNames(ids) {
     if (ids.some((id) => !names.has(id))) await loadNames();
   }
+  // Every agent a message names: its sender, the members it mentions, those it asks to acknowledge.
+  function agentsOf(messages) {
+    const ids = [];
+    for (const m of messages) {
+      ids.push(m.senderId);
+      if (Array.isArray(m.mentions)) ids.push(...m.mentions);
+      if (Array.isArray(m.acks)) ids.push(...m.acks.map((a) => a.agentId));
+    }
+    return ids;
+  }
 
   // ---- the live room ----
 
@@ -135,6 +145,56 @@
     await renew();
     await loadNames();
 
+    // Members of the room, by id: who a mention names (agents outside it by the hub's list).
+    const members = new Map();
+    function memberName(id) {
+      const a = members.get(id);
+      return a ? a.name : nameOf(id);
+    }
+    // The messages shown, by seq: their acknowledgements are redrawn from `ack:update`.
+    const shown = new Map();
+
+    // Coordination (docs/API.md section 10): `replyTo` is a seq of this room or null,
+    // `mentions` the mentioned members' ids, `acks` one {agentId, status, note, answeredAt}
+    // per agent asked (status null until it answers).
+    function replyEl(seq) {
+      const label = "reply to #" + seq;
+      if (!seqs.has(seq)) return el("span", { class: "reply", "data-reply-to": seq, text: label });
+      return el("a", { class: "reply", href: "#m-" + seq, "data-reply-to": seq, text: label });
+    }
+
+    function mentionsEl(ids) {
+      const node = el("span", { class: "mentions" }, "mentions ");
+      ids.forEach((id, i) => {
+        if (i) node.append(", ");
+        node.append(el("span", { class: "mention" + (me && id === me.id ? " me" : ""), text: "@" + memberName(id) }));
+      });
+      return node;
+    }
+
+    const ACK_STATUS = { seen: "seen", done: "done", blocked: "blocked", rejected: "rejected" };
+    function acksEl(m) {
+      const items = m.acks.map((a) => {
+        const state = ACK_STATUS[a.status] || "waiting";
+        const item = el(
+          "li",
+          { "data-agent-id": a.agentId },
+          el("span", { class: "who", text: memberName(a.agentId) }),
+          ": ",
+          el("span", { class: "ack-status " + state, text: state })
+        );
+        if (a.answeredAt) item.append(" ", timeEl(a.answeredAt));
+        if (a.note) item.append(" — ", el("span", { class: "note", text: String(a.note) }));
+        return item;
+      });
+      return el(
+        "div",
+        { class: "acks" },
+        el("span", { class: "acks-h", text: "Acknowledgements asked:" }),
+        el("ul", { "aria-label": "Acknowledgements of #" + m.seq }, ...items)
+      );
+    }
+
     function messageItem(m) {
       const meta = el(
         "div",
@@ -145,26 +205,39 @@
         " ",
         el("span", { class: "seq", text: "#" + m.seq })
       );
-      const extras = [];
-      // Fields of the coordination features (mentions, threads, acknowledgements), shown
-      // when the hub sends them; their shapes are read defensively.
-      if (m.replyTo !== undefined && m.replyTo !== null) {
-        const to = typeof m.replyTo === "object" ? m.replyTo.seq : m.replyTo;
-        extras.push(el("span", { class: "tag", text: "reply to #" + to }));
-      }
-      if (Array.isArray(m.mentions) && m.mentions.length) {
-        const who = m.mentions.map((x) => "@" + (typeof x === "object" && x ? x.name || nameOf(x.id) : names.has(x) ? nameOf(x) : x));
-        extras.push(el("span", { class: "tag", text: "mentions " + who.join(", ") }));
-      }
-      const acks = Array.isArray(m.acks) ? m.acks : Array.isArray(m.acknowledgedBy) ? m.acknowledgedBy : null;
-      if (acks && acks.length) {
-        const who = acks.map((x) => (typeof x === "object" && x ? x.name || nameOf(x.agentId || x.id) : nameOf(x)));
-        extras.push(el("span", { class: "tag", text: "acknowledged by " + who.join(", ") }));
-      }
-      extras.forEach((x) => meta.append(" ", x));
+      if (Number.isInteger(m.replyTo)) meta.append(" ", replyEl(m.replyTo));
+      if (Array.isArray(m.mentions) && m.mentions.length) meta.append(" ", mentionsEl(m.mentions));
       const text = el("div", { class: "body", text: String(m.body) });
-      return el("li", { "data-seq": m.seq, id: "m-" + m.seq }, meta, text);
+      const item = el("li", { "data-seq": m.seq, id: "m-" + m.seq, tabindex: "-1" }, meta, text);
+      if (Array.isArray(m.acks) && m.acks.length) item.append(acksEl(m));
+      return item;
     }
+
+    function ackUpdate(a) {
+      const m = shown.get(a.seq);
+      if (!m || !Array.isArray(m.acks)) return; // not loaded: its history page will carry it
+      const i = m.acks.findIndex((x) => x.agentId === a.agentId);
+      if (i < 0) return;
+      m.acks[i] = { agentId: a.agentId, status: a.status, note: a.note, answeredAt: a.answeredAt };
+      const item = document.getElementById("m-" + a.seq);
+      const old = item && item.querySelector(".acks");
+      if (old) old.replaceWith(acksEl(m));
+    }
+
+    // A reply shown before the message it answers: a link once that message is loaded.
+    function linkReplies(seq) {
+      for (const span of list.querySelectorAll('span.reply[data-reply-to="' + seq + '"]')) span.replaceWith(replyEl(seq));
+    }
+
+    list.addEventListener("click", (ev) => {
+      const link = ev.target.closest && ev.target.closest("a.reply");
+      if (!link) return;
+      const target = document.getElementById("m-" + link.dataset.replyTo);
+      if (!target) return;
+      ev.preventDefault();
+      target.scrollIntoView({ block: "center" });
+      target.focus({ preventScroll: true });
+    });
 
     function atBottom() {
       return log.scrollHeight - log.scrollTop - log.clientHeight < 40;
@@ -175,6 +248,7 @@
       for (const m of messages) {
         if (m.roomId !== roomId || seqs.has(m.seq)) continue;
         seqs.add(m.seq);
+        shown.set(m.seq, m);
         const item = messageItem(m);
         // In seq order, whatever order pages and live events arrive in.
         let after = null;
@@ -182,6 +256,7 @@
           if (Number(li.dataset.seq) > m.seq) { after = li; break; }
         }
         list.insertBefore(item, after);
+        linkReplies(m.seq);
         lastSeq = Math.max(lastSeq, m.seq);
         firstSeq = Math.min(firstSeq, m.seq);
       }
@@ -193,7 +268,7 @@
       loadingOlder = true;
       try {
         const page = await api("GET", "/api/v1/rooms/" + roomId + "/messages?limit=50&cursor=" + encodeURIComponent(nextCursor));
-        await ensureNames(page.messages.map((m) => m.senderId));
+        await ensureNames(agentsOf(page.messages));
         const before = log.scrollHeight;
         append(page.messages);
         log.scrollTop += log.scrollHeight - before; // keep the reader where they were
@@ -208,14 +283,23 @@
       // The same catch-up as every agent: afterSeq until a short page.
       for (;;) {
         const page = await api("GET", "/api/v1/rooms/" + roomId + "/messages?limit=200&afterSeq=" + lastSeq);
-        await ensureNames(page.messages.map((m) => m.senderId));
+        await ensureNames(agentsOf(page.messages));
         append(page.messages);
         if (page.messages.length < 200) return;
       }
     }
 
+    const membersList = document.getElementById("members");
+    async function showMembers() {
+      const r = await api("GET", "/api/v1/rooms/" + roomId + "/members");
+      members.clear();
+      for (const a of r.members) members.set(a.id, a);
+      membersList.replaceChildren(...r.members.map((a) => el("li", { text: a.name + " (" + a.displayName + ")" })));
+    }
+    await showMembers(); // before the messages: mentions and acknowledgements name members
+
     const first = await api("GET", "/api/v1/rooms/" + roomId + "/messages?limit=50");
-    await ensureNames(first.messages.map((m) => m.senderId));
+    await ensureNames(agentsOf(first.messages));
     append(first.messages);
     nextCursor = first.nextCursor;
     older.hidden = !nextCursor;
@@ -225,12 +309,6 @@
       if (log.scrollTop < 60) loadOlder();
     });
 
-    const membersList = document.getElementById("members");
-    async function showMembers() {
-      const r = await api("GET", "/api/v1/rooms/" + roomId + "/members");
-      membersList.replaceChildren(...r.members.map((a) => el("li", { text: a.name + " (" + a.displayName + ")" })));
-    }
-    await showMembers();
 
     const presentList = document.getElementById("present");
     async function showPresent(ids) {
@@ -259,9 +337,12 @@
     });
     socket.on("message:new", async (m) => {
       if (m.roomId !== roomId) return;
-      if (!names.has(m.senderId)) await ensureNames([m.senderId]);
+      await ensureNames(agentsOf([m]));
       if (m.seq > lastSeq + 1 && lastSeq > 0) await catchUp(); // a gap: fill it from history
       append([m]);
+    });
+    socket.on("ack:update", (a) => {
+      if (a.roomId === roomId) ackUpdate(a);
     });
     socket.on("presence:update", (p) => {
       if (p.roomId === roomId) showPresent(p.present);
@@ -302,7 +383,9 @@
           if (err) { sendStatus.textContent = "not sent: no answer from the hub"; return; }
           if (!ack.ok) { sendStatus.textContent = "not sent: " + ack.error.message; return; }
           box.value = "";
-          sendStatus.textContent = "sent as #" + ack.message.seq;
+          const ignored = Array.isArray(ack.ignoredMentions) ? ack.ignoredMentions : [];
+          sendStatus.textContent =
+            "sent as #" + ack.message.seq + (ignored.length ? "; not members, so not mentioned: " + ignored.map((n) => "@" + n).join(", ") : "");
           append([ack.message]);
         });
       });
