@@ -481,6 +481,13 @@ async def test_mentions_replies_acknowledgements_and_direct_rooms(
         await expect(acks.locator(".note")).to_have_text("deployed")
         assert await page.evaluate("window.__sameDocument") is True  # no reload
 
+        # The composer says when an @name was no mention (not a member).
+        await page.get_by_role("textbox", name="Message").fill("@nobody-here-at-all hello")
+        await page.get_by_role("button", name="Send").click()
+        await expect(page.locator("#send-status")).to_contain_text(
+            "not mentioned: @nobody-here-at-all", timeout=WAIT_MS
+        )
+
         await link.click()  # jumps to the message answered
         await expect(first).to_be_focused()
         await screenshot(page, server, "room-coordination")

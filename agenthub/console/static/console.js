@@ -191,6 +191,7 @@
         "div",
         { class: "acks" },
         el("span", { class: "acks-h", text: "Acknowledgements asked:" }),
+        " ",
         el("ul", { "aria-label": "Acknowledgements of #" + m.seq }, ...items)
       );
     }
@@ -383,7 +384,7 @@
           if (err) { sendStatus.textContent = "not sent: no answer from the hub"; return; }
           if (!ack.ok) { sendStatus.textContent = "not sent: " + ack.error.message; return; }
           box.value = "";
-          const ignored = Array.isArray(ack.ignoredMentions) ? ack.ignoredMentions : [];
+          const ignored = Array.isArray(ack.message.ignoredMentions) ? ack.message.ignoredMentions : []; // the sender's answer only
           sendStatus.textContent =
             "sent as #" + ack.message.seq + (ignored.length ? "; not members, so not mentioned: " + ignored.map((n) => "@" + n).join(", ") : "");
           append([ack.message]);
