@@ -22,6 +22,10 @@ class Events(Protocol):
 
     def member_removed(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> None: ...
 
+    def claim_changed(self, room_id: uuid.UUID, change: dict[str, Any]) -> None:
+        """A claim of the room was taken, renewed, released or expired (claims/service.py):
+        `{"roomId", "action", "claim"}`, for the room's members."""
+
 
 class NullEvents:
     def messages_committed(self, messages: list[dict[str, Any]]) -> None:
@@ -31,4 +35,7 @@ class NullEvents:
         pass
 
     def member_removed(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> None:
+        pass
+
+    def claim_changed(self, room_id: uuid.UUID, change: dict[str, Any]) -> None:
         pass

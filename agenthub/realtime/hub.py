@@ -36,6 +36,7 @@ from agenthub.errors import (
 )
 from agenthub.http.origins import origin_allowed, parse_origins
 from agenthub.observability.metrics import Metrics
+from agenthub.realtime import claims_search
 from agenthub.realtime.admission import Admission
 from agenthub.realtime.presence import Presence
 from agenthub.realtime.ratelimit import SlidingWindow
@@ -132,6 +133,7 @@ class Hub:
             "room:join": self._room_join,
             "room:leave": self._room_leave,
             "session:renew": self._session_renew,
+            **claims_search.HANDLERS,
         }
         self.sio.on("connect", self._on_connect, namespace=NAMESPACE)
         self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
@@ -242,6 +244,9 @@ class Hub:
         self._fanout("room:removed", {"roomId": room}, agent_room(agent_id))
         for state in mine:
             self._leave_presence(state, room)
+
+    def claim_changed(self, room_id: uuid.UUID, change: dict[str, Any]) -> None:
+        self._fanout("claim:changed", change, str(room_id))
 
     # ---- delivery ----
 
