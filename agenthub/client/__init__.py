@@ -25,7 +25,15 @@ from agenthub.client.errors import (
     Unauthorized,
     Unavailable,
 )
-from agenthub.client.models import Agent, HistoryPage, Message, Room
+from agenthub.client.models import (
+    Agent,
+    Claim,
+    HistoryPage,
+    Message,
+    Room,
+    SearchHit,
+    SearchPage,
+)
 from agenthub.client.session import Session, renew_margin
 from agenthub.client.subscription import Subscription
 from agenthub.client.sync import SyncClient
@@ -35,6 +43,7 @@ __all__ = [
     "AgentHubClient",
     "AgentHubError",
     "BadResponse",
+    "Claim",
     "Conflict",
     "ConnectionError",
     "Forbidden",
@@ -47,6 +56,8 @@ __all__ = [
     "RateLimited",
     "ResponseTooLarge",
     "Room",
+    "SearchHit",
+    "SearchPage",
     "Session",
     "Subscription",
     "SyncClient",

@@ -31,6 +31,7 @@ from agenthub.client import (
     AgentHubError,
     Message,
     hints,
+    mcp_coordination,
 )
 from agenthub.client.credentials import NotConfigured, load_credentials
 from agenthub.client.names import Names
@@ -377,6 +378,20 @@ def build_server(tools: Tools) -> MCPServer[Any]:
                 read_only_hint=name in READ_ONLY,
                 destructive_hint=False,
                 idempotent_hint=name not in {"send_message", "create_room"},
+                open_world_hint=False,
+            ),
+        )
+    # Claims and search: their own block (agenthub/client/mcp_coordination.py).
+    coordination = mcp_coordination.CoordinationTools(tools)
+    for name, description in mcp_coordination.DESCRIPTIONS.items():
+        server.add_tool(
+            getattr(coordination, name),
+            name=name,
+            description=description,
+            annotations=ToolAnnotations(
+                read_only_hint=name in mcp_coordination.READ_ONLY,
+                destructive_hint=False,
+                idempotent_hint=name not in mcp_coordination.NOT_IDEMPOTENT,
                 open_world_hint=False,
             ),
         )

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from agenthub.client.client import DEFAULT_TIMEOUT_S, AgentHubClient
-from agenthub.client.models import Agent, HistoryPage, Message, Room
+from agenthub.client.models import Agent, Claim, HistoryPage, Message, Room, SearchPage
 from agenthub.client.subscription import Subscription
 from agenthub.client.transport import DEFAULT_ATTEMPTS
 
@@ -112,6 +112,31 @@ class SyncClient:
 
     def wait_for_messages(self, room: str, after_seq: int, timeout: float) -> list[Message]:
         return self._run(self._client.wait_for_messages(room, after_seq, timeout))
+
+    def claim(self, room: str, resource: str, ttl_seconds: int, *, exclusive: bool = True) -> Claim:
+        return self._run(self._client.claim(room, resource, ttl_seconds, exclusive=exclusive))
+
+    def renew_claim(self, room: str, resource: str, ttl_seconds: int) -> Claim:
+        return self._run(self._client.renew_claim(room, resource, ttl_seconds))
+
+    def release(self, room: str, resource: str) -> None:
+        self._run(self._client.release(room, resource))
+
+    def claims(self, room: str, resource: str | None = None) -> list[Claim]:
+        return self._run(self._client.claims(room, resource))
+
+    def search(
+        self,
+        query: str,
+        *,
+        room: str | None = None,
+        sender: str | None = None,
+        cursor: str | None = None,
+        limit: int = 20,
+    ) -> SearchPage:
+        return self._run(
+            self._client.search(query, room=room, sender=sender, cursor=cursor, limit=limit)
+        )
 
     def who_is_here(self, room: str) -> list[str]:
         return self._run(self._client.who_is_here(room))
