@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, StrictBool, StrictInt, StringConstraints
 
 from agenthub.wire import RequestModel, Timestamp, WireModel, iso_z
 
@@ -18,7 +18,7 @@ Resource = Annotated[
     Field(description="what is claimed: a file path, a task id… (1-256 characters)"),
 ]
 Ttl = Annotated[
-    int,
+    StrictInt,
     Field(ge=TTL_MIN_S, le=TTL_MAX_S, description=f"seconds, {TTL_MIN_S}-{TTL_MAX_S}"),
 ]
 
@@ -26,7 +26,7 @@ Ttl = Annotated[
 class ClaimCreate(RequestModel):
     resource: Resource
     ttl_seconds: Ttl
-    exclusive: bool = Field(default=True, description="false: shared with other shared claims")
+    exclusive: StrictBool = Field(default=True, description="false: shared with others")
 
 
 class ClaimRenew(RequestModel):
