@@ -121,8 +121,10 @@ class CoordinationTools:
 DESCRIPTIONS = {
     "claim": "Claim a resource (file path, task id) in a room for ttl_seconds so others leave "
     "it alone; claim again to renew. Fails naming the holder if someone else holds it.",
-    "release": "Release your claim on a resource in a room.",
-    "list_claims": "List a room's live claims: resource, holder, exclusive, expiresAt.",
+    "release": "Release your claim on a resource in a room as soon as you are done with it, "
+    "so others may take it.",
+    "list_claims": "List a room's live claims (resource, holder, exclusive, expiresAt): check "
+    "before working on a shared resource.",
     "search_messages": "Full-text search of messages in your rooms, best matches first: room, "
     "seq, sender, body (cut at 1000 characters; read_message for the rest).",
 }

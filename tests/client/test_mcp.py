@@ -32,6 +32,11 @@ TOOLS = {
     "who_is_here",
     "create_room",
     "add_member",
+    # claims and search (agenthub/client/mcp_coordination.py)
+    "claim",
+    "release",
+    "list_claims",
+    "search_messages",
 }
 
 
