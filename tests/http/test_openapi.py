@@ -59,6 +59,20 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, set[str] | None, set[str] | None]] =
     ),
     ("get", "/api/v1/rooms/{room}/messages"): ("200", None, {"messages", "nextCursor"}),
     ("get", "/api/v1/audit-events"): ("200", None, {"events", "nextCursor"}),
+    # claims and search
+    ("post", "/api/v1/rooms/{room}/claims"): (
+        "201",
+        {"resource", "ttlSeconds", "exclusive"},
+        {"roomId", "resource", "agentId", "agentName", "exclusive", "createdAt", "expiresAt"},
+    ),
+    ("get", "/api/v1/rooms/{room}/claims"): ("200", None, {"claims"}),
+    ("post", "/api/v1/rooms/{room}/claims/renew"): (
+        "200",
+        {"resource", "ttlSeconds"},
+        {"roomId", "resource", "agentId", "agentName", "exclusive", "createdAt", "expiresAt"},
+    ),
+    ("delete", "/api/v1/rooms/{room}/claims"): ("204", None, None),
+    ("get", "/api/v1/search/messages"): ("200", None, {"messages", "nextCursor"}),
 }
 
 # Error statuses each operation must document, beyond the 400/401 every /api/v1 call has.
@@ -77,6 +91,11 @@ SPECIFIC_ERRORS: dict[tuple[str, str], set[str]] = {
     ("post", "/api/v1/rooms/{room}/messages"): {"403", "404", "413"},
     ("get", "/api/v1/rooms/{room}/messages"): {"403", "404"},
     ("get", "/api/v1/audit-events"): {"403", "404"},
+    ("post", "/api/v1/rooms/{room}/claims"): {"403", "404", "409"},
+    ("get", "/api/v1/rooms/{room}/claims"): {"403", "404"},
+    ("post", "/api/v1/rooms/{room}/claims/renew"): {"403", "404"},
+    ("delete", "/api/v1/rooms/{room}/claims"): {"403", "404"},
+    ("get", "/api/v1/search/messages"): {"403", "404"},
 }
 
 NULL = {"type": "null"}
@@ -85,6 +104,9 @@ QUERY_PARAMS: dict[tuple[str, str], set[str]] = {
     ("get", "/api/v1/rooms"): {"all"},
     ("get", "/api/v1/rooms/{room}/messages"): {"cursor", "afterSeq", "limit"},
     ("get", "/api/v1/audit-events"): {"type", "agent", "cursor", "limit"},
+    ("get", "/api/v1/rooms/{room}/claims"): {"resource"},
+    ("delete", "/api/v1/rooms/{room}/claims"): {"resource"},
+    ("get", "/api/v1/search/messages"): {"q", "room", "sender", "cursor", "limit"},
 }
 
 
