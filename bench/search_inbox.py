@@ -193,8 +193,11 @@ def pg_plan(database_url: str) -> str:
         text=True,
     ).stdout
     lines = [line.strip().removeprefix("->  ") for line in out.splitlines()]
-    wanted = ("ix_messages_search_vector", "on messages")
-    return next((line for line in lines if any(w in line for w in wanted)), lines[0])
+    for wanted in ("ix_messages_search_vector", "on messages"):
+        for line in lines:
+            if wanted in line:
+                return line
+    return lines[0]
 
 
 def measure(url: str, token: str, rounds: int) -> dict[str, dict[str, Any]]:
