@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint format typecheck pytest js-deps install bench clean lock
+.PHONY: run test check lint format typecheck pytest js-deps install bench bench-search clean lock
 
 run: $(STAMP)
 	$(BIN)/agenthub serve
@@ -44,6 +44,11 @@ install: $(STAMP)
 # Node server is compared only when AGENTHUB_NODE_REF names its checkout (then Node.js and npm too).
 bench: $(STAMP)
 	$(BIN)/python -m bench.matrix $(BENCH_ARGS)
+
+# Search (and inbox) latency on a room of 100,000 messages, PostgreSQL and SQLite (about ten
+# minutes); writes its own section of docs/BENCHMARKS.md, which `make bench` keeps.
+bench-search: $(STAMP)
+	$(BIN)/python -m bench.search_inbox $(BENCH_ARGS)
 
 # A fresh Debian python3 may lack the venv module (python3-venv); virtualenv from pip does the same job.
 $(VENV)/bin/python:

@@ -19,6 +19,7 @@ from agenthub.agents.http import router as agents_router
 from agenthub.audit.http import router as audit_router
 from agenthub.auth.http import router as auth_router
 from agenthub.auth.jwt import SessionSigner
+from agenthub.claims.http import router as claims_router
 from agenthub.config import Settings, load_settings
 from agenthub.console import http as console
 from agenthub.coordination.http import router as coordination_router
@@ -39,6 +40,7 @@ from agenthub.messages.http import router as messages_router
 from agenthub.observability.metrics import Metrics
 from agenthub.realtime.hub import Hub
 from agenthub.rooms.http import router as rooms_router
+from agenthub.search.http import router as search_router
 from agenthub.services import Services
 
 VERSION = "0.1.0"
@@ -99,6 +101,8 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         messages_router,
         coordination_router,
         audit_router,
+        claims_router,
+        search_router,
     ):
         app.include_router(router)
     docs.install(app)

@@ -28,6 +28,10 @@ class Events(Protocol):
     def ack_answered(self, room_id: uuid.UUID, ack: dict[str, Any]) -> None:
         """A member answered a message's request for acknowledgement."""
 
+    def claim_changed(self, room_id: uuid.UUID, change: dict[str, Any]) -> None:
+        """A claim of the room was taken, renewed, released or expired (claims/service.py):
+        `{"roomId", "action", "claim"}`, for the room's members."""
+
 
 class NullEvents:
     def messages_committed(self, messages: list[dict[str, Any]]) -> None:
@@ -43,4 +47,7 @@ class NullEvents:
         pass
 
     def ack_answered(self, room_id: uuid.UUID, ack: dict[str, Any]) -> None:
+        pass
+
+    def claim_changed(self, room_id: uuid.UUID, change: dict[str, Any]) -> None:
         pass

@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from agenthub.client import AgentHubClient, AgentHubError, Message, hints
+from agenthub.client import AgentHubClient, AgentHubError, Claim, Message, hints
 from agenthub.client.credentials import (
     ENV_TOKEN,
     ENV_URL,
@@ -59,8 +59,10 @@ RoomArg = Annotated[str, typer.Argument(help="A room slug or id.")]
 
 def register(app: typer.Typer) -> None:
     """Add the agent commands to the `agenthub` command."""
-    for command in (login, rooms, send, history, tail, wait, inbox, dm, reply, ack):
+    for command in (login, rooms, send, history, tail, wait):
         app.command(rich_help_panel="Agent commands")(command)
+    for coordination in (inbox, dm, reply, ack, claim, release, claims, search):
+        app.command(rich_help_panel="Agent commands")(coordination)
     app.command("mcp", rich_help_panel="Agent commands")(mcp)
 
 
@@ -454,6 +456,91 @@ def ack(
         _out(json.dumps({"room": room, "seq": answered.seq, "status": answered.status}))
     else:
         _out(f"answered #{answered.seq} in {printable(room)}: {answered.status}")
+
+
+CLAIM_TTL_MAX_S = 86_400
+SEARCH_LIMIT_MAX = 50
+ResourceArg = Annotated[str, typer.Argument(help="What to claim: a file path, a task id…")]
+
+
+def _claim_line(c: Claim) -> str:
+    mode = "exclusive" if c.exclusive else "shared"
+    until = c.expires_at.astimezone().strftime("%H:%M:%S")
+    return f"{printable(c.resource)}  {printable(c.agent_name)}  {mode}  until {until}"
+
+
+def claim(
+    room: RoomArg,
+    resource: ResourceArg,
+    ttl: Annotated[
+        int,
+        typer.Option(
+            "--ttl", min=1, max=CLAIM_TTL_MAX_S, help="Seconds until the claim expires by itself."
+        ),
+    ] = 600,
+    shared: Annotated[
+        bool, typer.Option("--shared", help="Share it with other shared claims.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Claim a resource of a room so the others leave it alone; claim again to renew.
+
+    Exit 1 when another agent holds it (the message says who, and until when)."""
+    made = _run(lambda c: c.claim(room, resource, ttl, exclusive=not shared), room)
+    _out(json.dumps(made.to_wire()) if as_json else f"claimed {_claim_line(made)}")
+
+
+def release(room: RoomArg, resource: ResourceArg, as_json: JsonOpt = False) -> None:
+    """Release your claim on a resource of a room."""
+    _run(lambda c: c.release(room, resource), room)
+    _out(
+        json.dumps({"released": resource})
+        if as_json
+        else f"released {printable(resource)} in {printable(room)}"
+    )
+
+
+def claims(room: RoomArg, as_json: JsonOpt = False) -> None:
+    """List a room's live claims."""
+    found = _run(lambda c: c.claims(room), room)
+    if as_json:
+        _out(json.dumps([c.to_wire() for c in found], indent=2))
+        return
+    for c in found:
+        _out(_claim_line(c))
+    if not found:
+        _out("no claims")
+
+
+def search(
+    query: Annotated[str, typer.Argument(help="Words that must all appear in a message.")],
+    room: Annotated[str | None, typer.Option("--room", help="Only this room.")] = None,
+    sender: Annotated[
+        str | None, typer.Option("--from", metavar="AGENT", help="Only this agent's messages.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=SEARCH_LIMIT_MAX, help="How many.")
+    ] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search the messages of your rooms (every room's, for an admin), best matches first."""
+    page = _run(lambda c: c.search(query, room=room, sender=sender, limit=limit), room)
+    for hit in page.hits:
+        if as_json:
+            _out(
+                json.dumps(
+                    {**hit.message.to_wire(), "room": hit.room_slug, "sender": hit.sender_name}
+                )
+            )
+            continue
+        when = hit.message.created_at.astimezone().strftime("%Y-%m-%d %H:%M")
+        body = printable(hit.message.body, multiline=True)
+        _out(
+            f"{printable(hit.room_slug)} #{hit.message.seq} {when} "
+            f"{printable(hit.sender_name)}: {body}"
+        )
+    if not page.hits and not as_json:
+        _out("no messages found")
 
 
 def mcp() -> None:

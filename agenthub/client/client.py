@@ -21,11 +21,14 @@ from agenthub.client.errors import BadResponse, ResponseTooLarge
 from agenthub.client.models import (
     AckAnswer,
     Agent,
+    Claim,
     HistoryPage,
     InboxPage,
     Message,
     PendingAck,
     Room,
+    SearchHit,
+    SearchPage,
     Thread,
 )
 from agenthub.client.presence import PresenceSocket
@@ -375,6 +378,72 @@ class AgentHubClient:
             except TimeoutError:
                 return []
             return [first, *sub.take_buffered()]
+
+    # ---- claims ----
+
+    async def claim(
+        self, room: str, resource: str, ttl_seconds: int, *, exclusive: bool = True
+    ) -> Claim:
+        """Claim a resource of a room (a file path, a task id) for `ttl_seconds` (1-86400),
+        exclusively or shared. Claiming what you already hold renews it (and may change its
+        mode). `Conflict` when another agent's claim is in the way: its message names the
+        holder and the expiry."""
+        response = await self._rest.call(
+            "POST",
+            f"/api/v1/rooms/{_seg(room)}/claims",
+            json={"resource": resource, "ttlSeconds": ttl_seconds, "exclusive": exclusive},
+            retry=True,
+        )
+        return Claim.from_wire(decode_json(response))
+
+    async def renew_claim(self, room: str, resource: str, ttl_seconds: int) -> Claim:
+        """Your live claim, now expiring `ttl_seconds` from now; `NotFound` if you hold none."""
+        response = await self._rest.call(
+            "POST",
+            f"/api/v1/rooms/{_seg(room)}/claims/renew",
+            json={"resource": resource, "ttlSeconds": ttl_seconds},
+            retry=True,
+        )
+        return Claim.from_wire(decode_json(response))
+
+    async def release(self, room: str, resource: str) -> None:
+        """Give your claim up; `NotFound` if you hold none (expired, or never claimed)."""
+        await self._rest.call(
+            "DELETE", f"/api/v1/rooms/{_seg(room)}/claims", params={"resource": resource}
+        )
+
+    async def claims(self, room: str, resource: str | None = None) -> list[Claim]:
+        """The room's live claims (on one resource, if given)."""
+        params = {"resource": resource} if resource is not None else None
+        body = await self._get(f"/api/v1/rooms/{_seg(room)}/claims", params=params)
+        return [Claim.from_wire(c) for c in _items(body, "claims")]
+
+    # ---- search ----
+
+    async def search(
+        self,
+        query: str,
+        *,
+        room: str | None = None,
+        sender: str | None = None,
+        cursor: str | None = None,
+        limit: int = 20,
+    ) -> SearchPage:
+        """Full-text search over the messages you may read (every room's, for an admin),
+        best matches first; `room` and `sender` narrow it. Every word of `query` must match;
+        `limit` is 1-50; pass `next_cursor` back for more."""
+        params: dict[str, Any] = {"q": query, "limit": limit}
+        for key, value in (("room", room), ("sender", sender), ("cursor", cursor)):
+            if value is not None:
+                params[key] = value
+        body = await self._get("/api/v1/search/messages", params=params)
+        hits = [SearchHit.from_wire(m) for m in _items(body, "messages")]
+        if len(hits) > limit:
+            raise BadResponse(f"the server returned {len(hits)} results for a limit of {limit}")
+        next_cursor = body.get("nextCursor")
+        if next_cursor is not None and not isinstance(next_cursor, str):
+            raise BadResponse("the server returned a malformed search page")
+        return SearchPage(hits=hits, next_cursor=next_cursor)
 
     # ---- presence ----
 

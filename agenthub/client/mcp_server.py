@@ -31,6 +31,7 @@ from agenthub.client import (
     AgentHubError,
     Message,
     hints,
+    mcp_claims,
     mcp_coordination,
 )
 from agenthub.client.credentials import NotConfigured, load_credentials
@@ -393,6 +394,20 @@ def build_server(tools: Tools) -> MCPServer[Any]:
                 destructive_hint=False,
                 idempotent_hint=name
                 not in {"send_message", "create_room", "send_direct_message", "check_inbox"},
+                open_world_hint=False,
+            ),
+        )
+    # Claims and search: their own block (agenthub/client/mcp_claims.py).
+    claims = mcp_claims.ClaimTools(tools)
+    for name, description in mcp_claims.DESCRIPTIONS.items():
+        server.add_tool(
+            getattr(claims, name),
+            name=name,
+            description=description,
+            annotations=ToolAnnotations(
+                read_only_hint=name in mcp_claims.READ_ONLY,
+                destructive_hint=False,
+                idempotent_hint=name not in mcp_claims.NOT_IDEMPOTENT,
                 open_world_hint=False,
             ),
         )

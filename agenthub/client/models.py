@@ -348,3 +348,79 @@ class Thread:
             )
 
         return checked("thread", data, build)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An agent's claim on a named resource of a room, live until `expires_at`."""
+
+    room_id: str
+    resource: str
+    agent_id: str
+    agent_name: str
+    exclusive: bool
+    created_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Claim:
+        def build(d: dict[str, Any]) -> Claim:
+            if not isinstance(d["exclusive"], bool):
+                raise TypeError("exclusive")
+            return cls(
+                room_id=text(d["roomId"]),
+                resource=text(d["resource"]),
+                agent_id=text(d["agentId"]),
+                agent_name=text(d["agentName"]),
+                exclusive=d["exclusive"],
+                created_at=parse_time(d["createdAt"]),
+                expires_at=parse_time(d["expiresAt"]),
+            )
+
+        return checked("claim", data, build)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "roomId": self.room_id,
+            "resource": self.resource,
+            "agentId": self.agent_id,
+            "agentName": self.agent_name,
+            "exclusive": self.exclusive,
+            "createdAt": format_time(self.created_at),
+            "expiresAt": format_time(self.expires_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A message found by a search, with its room's slug and its sender's name."""
+
+    message: Message
+    room_slug: str
+    sender_name: str
+
+    @classmethod
+    def from_wire(cls, data: Any) -> SearchHit:
+        message = Message.from_wire(data)
+        return checked(
+            "search result",
+            data,
+            lambda d: cls(
+                message=message, room_slug=text(d["roomSlug"]), sender_name=text(d["senderName"])
+            ),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            **self.message.to_wire(),
+            "roomSlug": self.room_slug,
+            "senderName": self.sender_name,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """Best matches first; pass `next_cursor` back for the next page (None: no more)."""
+
+    hits: list[SearchHit]
+    next_cursor: str | None

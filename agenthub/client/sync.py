@@ -17,11 +17,13 @@ from agenthub.client.client import DEFAULT_TIMEOUT_S, AgentHubClient
 from agenthub.client.models import (
     AckAnswer,
     Agent,
+    Claim,
     HistoryPage,
     InboxPage,
     Message,
     PendingAck,
     Room,
+    SearchPage,
     Thread,
 )
 from agenthub.client.subscription import Subscription
@@ -158,6 +160,31 @@ class SyncClient:
 
     def wait_for_messages(self, room: str, after_seq: int, timeout: float) -> list[Message]:
         return self._run(self._client.wait_for_messages(room, after_seq, timeout))
+
+    def claim(self, room: str, resource: str, ttl_seconds: int, *, exclusive: bool = True) -> Claim:
+        return self._run(self._client.claim(room, resource, ttl_seconds, exclusive=exclusive))
+
+    def renew_claim(self, room: str, resource: str, ttl_seconds: int) -> Claim:
+        return self._run(self._client.renew_claim(room, resource, ttl_seconds))
+
+    def release(self, room: str, resource: str) -> None:
+        self._run(self._client.release(room, resource))
+
+    def claims(self, room: str, resource: str | None = None) -> list[Claim]:
+        return self._run(self._client.claims(room, resource))
+
+    def search(
+        self,
+        query: str,
+        *,
+        room: str | None = None,
+        sender: str | None = None,
+        cursor: str | None = None,
+        limit: int = 20,
+    ) -> SearchPage:
+        return self._run(
+            self._client.search(query, room=room, sender=sender, cursor=cursor, limit=limit)
+        )
 
     def who_is_here(self, room: str) -> list[str]:
         return self._run(self._client.who_is_here(room))

@@ -176,6 +176,23 @@ class AuditEvent(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Claim(Base):
+    """One holder's claim on a named resource of a room (a file path, a task id). A claim
+    counts while `expires_at` is in the future; expired rows are deleted lazily or by the
+    claims sweeper (claims/service.py), never needed for correctness."""
+
+    __tablename__ = "claims"
+    __table_args__ = (sa.UniqueConstraint("room_id", "resource", "agent_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, primary_key=True, default=uuid7)
+    room_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("rooms.id", ondelete="CASCADE"))
+    resource: Mapped[str] = mapped_column(sa.String(256))
+    agent_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("agents.id", ondelete="CASCADE"))
+    exclusive: Mapped[bool] = mapped_column(sa.Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 agents = cast(sa.Table, Agent.__table__)
 api_tokens = cast(sa.Table, ApiToken.__table__)
 rooms = cast(sa.Table, Room.__table__)
@@ -185,3 +202,4 @@ audit_events = cast(sa.Table, AuditEvent.__table__)
 inbox_items = cast(sa.Table, InboxItem.__table__)
 inbox_state = cast(sa.Table, InboxState.__table__)
 message_acks = cast(sa.Table, MessageAck.__table__)
+claims = cast(sa.Table, Claim.__table__)

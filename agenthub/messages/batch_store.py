@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from agenthub.search.text import search_text
+
 Key = tuple[uuid.UUID, uuid.UUID, str]  # room, sender, clientMsgId
 
 
@@ -299,6 +301,12 @@ class SqliteBatchStore:
             ],
         )
         inserted = conn.total_changes - before
+        # The search index, in the same transaction (PostgreSQL computes its own: a generated
+        # column). When a key conflict left a message out, the writer rolls all of it back.
+        await conn.executemany(
+            "INSERT INTO messages_fts (body, message_id) VALUES (?, ?)",
+            [(search_text(m.body), m.id.hex) for m in messages],
+        )
         if inserted == len(messages):  # else the writer retries the whole transaction
             await self._coordination(conn, messages)
         await conn.executemany(

@@ -36,7 +36,7 @@ from agenthub.errors import (
 )
 from agenthub.http.origins import origin_allowed, parse_origins, same_origin
 from agenthub.observability.metrics import Metrics
-from agenthub.realtime import coordination
+from agenthub.realtime import claims_search, coordination
 from agenthub.realtime.admission import Admission
 from agenthub.realtime.presence import Presence
 from agenthub.realtime.ratelimit import SlidingWindow
@@ -135,6 +135,7 @@ class Hub:
             "session:renew": self._session_renew,
             "direct:send": coordination.direct_send,
             "message:ack": coordination.message_ack,
+            **claims_search.HANDLERS,
         }
         self.sio.on("connect", self._on_connect, namespace=NAMESPACE)
         self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
@@ -255,6 +256,9 @@ class Hub:
 
     def ack_answered(self, room_id: uuid.UUID, ack: dict[str, Any]) -> None:
         self._fanout("ack:update", ack, str(room_id))
+
+    def claim_changed(self, room_id: uuid.UUID, change: dict[str, Any]) -> None:
+        self._fanout("claim:changed", change, str(room_id))
 
     # ---- delivery ----
 

@@ -32,6 +32,11 @@ TOOLS = {
     "who_is_here",
     "create_room",
     "add_member",
+    # claims and search (agenthub/client/mcp_claims.py)
+    "claim",
+    "release",
+    "list_claims",
+    "search_messages",
 }
 # Coordination's tools (tests/coordination): short descriptions on purpose.
 TOOLS |= {"check_inbox", "send_direct_message", "ack", "pending_acks"}

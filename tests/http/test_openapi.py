@@ -50,12 +50,14 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, set[str] | None, set[str] | None]] =
         "201",
         {"slug", "name"},
         {"id", "slug", "name", "createdBy", "createdAt", "kind"},
+        {"id", "slug", "name", "createdBy", "createdAt"},
     ),
     ("get", "/api/v1/rooms"): ("200", None, {"rooms"}),
     ("get", "/api/v1/rooms/{room}"): (
         "200",
         None,
         {"id", "slug", "name", "createdBy", "createdAt", "kind"},
+        {"id", "slug", "name", "createdBy", "createdAt"},
     ),
     ("get", "/api/v1/rooms/{room}/members"): ("200", None, {"members"}),
     ("post", "/api/v1/rooms/{room}/members"): (
@@ -86,6 +88,20 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, set[str] | None, set[str] | None]] =
         None,
         {"root", "replies", "more"},
     ),
+    # claims and search
+    ("post", "/api/v1/rooms/{room}/claims"): (
+        "201",
+        {"resource", "ttlSeconds", "exclusive"},
+        {"roomId", "resource", "agentId", "agentName", "exclusive", "createdAt", "expiresAt"},
+    ),
+    ("get", "/api/v1/rooms/{room}/claims"): ("200", None, {"claims"}),
+    ("post", "/api/v1/rooms/{room}/claims/renew"): (
+        "200",
+        {"resource", "ttlSeconds"},
+        {"roomId", "resource", "agentId", "agentName", "exclusive", "createdAt", "expiresAt"},
+    ),
+    ("delete", "/api/v1/rooms/{room}/claims"): ("204", None, None),
+    ("get", "/api/v1/search/messages"): ("200", None, {"messages", "nextCursor"}),
 }
 
 # Error statuses each operation must document, beyond the 400/401 every /api/v1 call has.
@@ -108,6 +124,11 @@ SPECIFIC_ERRORS: dict[tuple[str, str], set[str]] = {
     ("post", "/api/v1/direct/{agent}/messages"): {"404", "413"},
     ("post", "/api/v1/rooms/{room}/messages/{seq}/acks"): {"403", "404"},
     ("get", "/api/v1/rooms/{room}/messages/{seq}/thread"): {"403", "404"},
+    ("post", "/api/v1/rooms/{room}/claims"): {"403", "404", "409"},
+    ("get", "/api/v1/rooms/{room}/claims"): {"403", "404"},
+    ("post", "/api/v1/rooms/{room}/claims/renew"): {"403", "404"},
+    ("delete", "/api/v1/rooms/{room}/claims"): {"403", "404"},
+    ("get", "/api/v1/search/messages"): {"403", "404"},
 }
 
 NULL = {"type": "null"}
@@ -119,6 +140,9 @@ QUERY_PARAMS: dict[tuple[str, str], set[str]] = {
     ("get", "/api/v1/inbox"): {"cursor", "unread", "newest", "limit"},
     ("get", "/api/v1/acks/pending"): {"limit"},
     ("get", "/api/v1/rooms/{room}/messages/{seq}/thread"): {"afterSeq", "limit"},
+    ("get", "/api/v1/rooms/{room}/claims"): {"resource"},
+    ("delete", "/api/v1/rooms/{room}/claims"): {"resource"},
+    ("get", "/api/v1/search/messages"): {"q", "room", "sender", "cursor", "limit"},
 }
 
 
@@ -265,6 +289,15 @@ def test_list_items_have_the_contract_shapes(doc: dict[str, Any]) -> None:
         "revokedAt",
     }
     assert items("get", "/api/v1/rooms/{room}/messages", "messages") == MESSAGE
+    assert items("get", "/api/v1/rooms/{room}/messages", "messages") == {
+        "id",
+        "roomId",
+        "seq",
+        "senderId",
+        "body",
+        "clientMsgId",
+        "createdAt",
+    }
     assert items("get", "/api/v1/audit-events", "events") == {
         "id",
         "type",
