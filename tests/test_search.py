@@ -25,6 +25,9 @@ from tests.support import Agent, Server, assert_error, uniq
 
 HIT_KEYS = {
     "id",
+    "replyTo",
+    "mentions",
+    "acks",
     "roomId",
     "seq",
     "senderId",

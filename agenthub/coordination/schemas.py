@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -19,7 +19,7 @@ class DirectCreate(RequestModel):
 
 
 class AckCreate(RequestModel):
-    status: str = Field(description="seen, done, blocked or rejected")
+    status: Literal["seen", "done", "blocked", "rejected"]
     note: Annotated[str, NulFree] | None = Field(default=None, max_length=2000)
 
 

@@ -19,10 +19,12 @@ class MessageCreate(RequestModel):
     )
 
     reply_to: int | None = Field(
-        default=None, description="the seq, in the same room, this message answers"
+        default=None, ge=1, description="the seq, in the same room, this message answers"
     )
-    ack_from: list[str] | None = Field(
-        default=None, description="members (names or ids) asked to acknowledge this message"
+    ack_from: list[Annotated[str, NulFree, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None,
+        max_length=20,
+        description="members (names or ids) asked to acknowledge this message",
     )
 
 

@@ -63,6 +63,12 @@ OPERATIONS = [
     "GET /api/v1/rooms/{room}/messages",
     "POST /api/v1/rooms/{room}/messages",
     "GET /api/v1/audit-events",
+    "GET /api/v1/inbox",
+    "POST /api/v1/inbox/read",
+    "POST /api/v1/direct/{agent}/messages",
+    "GET /api/v1/rooms/{room}/messages/{seq}/thread",
+    "POST /api/v1/rooms/{room}/messages/{seq}/acks",
+    "GET /api/v1/acks/pending",
     "POST /api/v1/rooms/{room}/claims",
     "GET /api/v1/rooms/{room}/claims",
     "POST /api/v1/rooms/{room}/claims/renew",
@@ -88,6 +94,11 @@ SEMANTIC_400 = [
     "POST /api/v1/rooms/{room}/claims/renew",
     "DELETE /api/v1/rooms/{room}/claims",
     "GET /api/v1/search/messages",
+    # `cursor` and `newest` exclude each other; a direct message to oneself is refused; a
+    # `replyTo` must name a message the room has.
+    "POST /api/v1/rooms/{room}/messages",
+    "GET /api/v1/inbox",
+    "POST /api/v1/direct/{agent}/messages",
 ]
 ACCEPTED_WITH_400 = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
 

@@ -50,14 +50,12 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, set[str] | None, set[str] | None]] =
         "201",
         {"slug", "name"},
         {"id", "slug", "name", "createdBy", "createdAt", "kind"},
-        {"id", "slug", "name", "createdBy", "createdAt"},
     ),
     ("get", "/api/v1/rooms"): ("200", None, {"rooms"}),
     ("get", "/api/v1/rooms/{room}"): (
         "200",
         None,
         {"id", "slug", "name", "createdBy", "createdAt", "kind"},
-        {"id", "slug", "name", "createdBy", "createdAt"},
     ),
     ("get", "/api/v1/rooms/{room}/members"): ("200", None, {"members"}),
     ("post", "/api/v1/rooms/{room}/members"): (
@@ -289,15 +287,6 @@ def test_list_items_have_the_contract_shapes(doc: dict[str, Any]) -> None:
         "revokedAt",
     }
     assert items("get", "/api/v1/rooms/{room}/messages", "messages") == MESSAGE
-    assert items("get", "/api/v1/rooms/{room}/messages", "messages") == {
-        "id",
-        "roomId",
-        "seq",
-        "senderId",
-        "body",
-        "clientMsgId",
-        "createdAt",
-    }
     assert items("get", "/api/v1/audit-events", "events") == {
         "id",
         "type",
