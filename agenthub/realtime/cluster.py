@@ -14,6 +14,8 @@ auth/revocations.py reads recent revocations every 0.5 s).
   queue in memory and one task writes them with `XADD … MAXLEN ~ N`, in order, retrying
   while Redis is away (a bounded queue: beyond it the oldest are dropped and counted; the
   other nodes repair them).
+- Each entry carries its node and that node's running count (`n`, `c`): a publish retried
+  after Redis had written part of it is read once, since a node writes its entries in order.
 - One reader task per node: `XREAD BLOCK` on a connection of its own whose socket timeout is
   above the block time (redis-py 8 defaults it to 5 s, which an idle blocking read would hit),
   with a short connect timeout. It skips its own node's entries. After every reconnect, when
@@ -52,6 +54,7 @@ CONNECT_TIMEOUT_S = 2.0
 COMMAND_TIMEOUT_S = 2.0
 READ_COUNT = 500
 QUEUE_MAX = 100_000
+MAX_NODES_SEEN = 10_000
 BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 # Entry kinds
@@ -101,7 +104,9 @@ class Cluster:
         self.redis = command_client(url)
         self._on_entry = on_entry
         self._on_resync = on_resync
-        self._queue: deque[tuple[str, bytes]] = deque()
+        self._queue: deque[tuple[int, str, bytes]] = deque()
+        self._count = 0  # entries this node has queued
+        self._seen: dict[str, int] = {}  # node -> the highest count read from it
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_id: str | None = None
@@ -149,7 +154,8 @@ class Cluster:
         if len(self._queue) >= QUEUE_MAX:
             self._queue.popleft()
             self.metrics.cluster_publish_failures.inc()
-        self._queue.append((kind, orjson.dumps(data)))
+        self._count += 1
+        self._queue.append((self._count, kind, orjson.dumps(data)))
         self._wake.set()
 
     async def _publish_loop(self) -> None:
@@ -174,10 +180,10 @@ class Cluster:
     async def _flush_queue(self) -> None:
         batch = list(self._queue)[:READ_COUNT]
         pipe = self.redis.pipeline(transaction=False)
-        for kind, data in batch:
+        for count, kind, data in batch:
             pipe.xadd(
                 self.stream,
-                {"n": self.node, "k": kind, "d": data},
+                {"n": self.node, "c": count, "k": kind, "d": data},
                 maxlen=self.maxlen,
                 approximate=True,
             )
@@ -236,8 +242,13 @@ class Cluster:
                 wall = time.time()
                 for entry_id, fields in entries:
                     self._last_id = entry_id.decode()
-                    if fields.get(b"n", b"").decode() == self.node:
-                        continue
+                    node = fields.get(b"n", b"").decode()
+                    count = int(fields.get(b"c", 0))
+                    if node == self.node or count <= self._seen.get(node, 0):
+                        continue  # our own, or a repeat of a retried publish
+                    if node not in self._seen and len(self._seen) >= MAX_NODES_SEEN:
+                        self._seen.clear()  # nodes come and go (a fresh id per process)
+                    self._seen[node] = count
                     millis = int(self._last_id.split("-", 1)[0])
                     self.metrics.cluster_event_lag.observe(max(0.0, wall - millis / 1000))
                     try:
