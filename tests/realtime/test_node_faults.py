@@ -93,6 +93,12 @@ async def test_redis_killed_and_restarted_empty_mid_traffic(pg_url: str, tmp_pat
                 await wait_status(node, 503)
             during = len(traffic.acked)
             await traffic.at_least(during + 20)
+            # HTTP rate limits fail open while their Redis is away: requests are served.
+            async with httpx.AsyncClient(base_url=b.base_url, timeout=10) as http:
+                me = await http.get(
+                    "/api/v1/agents/me", headers={"Authorization": f"Bearer {alice.jwt}"}
+                )
+            assert me.status_code == 200, me.text
             redis.start()  # the same port, empty
             for node in (a, b):
                 await wait_status(node, 200)
@@ -254,3 +260,47 @@ async def test_what_a_node_could_not_announce_before_dying_is_repaired_from_the_
             assert ack["ok"] is False
             assert ack["error"]["code"] == "forbidden"
         assert metric(b, "agenthub_cluster_repaired_messages_total", reason="resync") >= 5
+
+
+async def test_a_node_behind_a_trimmed_stream_repairs_what_was_trimmed(
+    pg_url: str, tmp_path: Path
+) -> None:
+    # Node B is frozen (SIGSTOP) while node A commits: the stream, kept to about 4 entries,
+    # drops what B had not read. Thawed, B reads the few left and repairs the rest.
+    with (
+        redis_child(tmp_path / "redis", "--stream-node-max-entries", "2") as redis,
+        nodes(pg_url, tmp_path, redis.url, REDIS_STREAM_MAXLEN="4") as (a, b),
+    ):
+        alice, bob = a.new_agent(), a.new_agent()
+        room = a.new_room(alice, bob)
+        other = a.new_room(alice, bob)
+        async with sockets((a, alice), (b, bob)) as (alice_a, bob_b):
+            first = await alice_a.send(room["id"], "before")
+            await bob_b.until(lambda: len(bob_b.seqs(room["id"])) == 1, "the first message")
+            acked = {first["message"]["seq"]}
+            b.proc.send_signal(signal.SIGSTOP)
+            try:
+                r = a.admin.delete(f"/api/v1/rooms/{other['slug']}/members/{bob.name}")
+                assert r.status_code == 204, r.text
+                for i in range(30):
+                    ack = await alice_a.send(room["id"], f"while B is frozen {i}")
+                    acked.add(ack["message"]["seq"])
+                client = redis.client()
+                try:
+                    kept = client.xlen(next(iter(client.scan_iter(match="*:events"))))
+                finally:
+                    client.close()
+                assert kept < 10, f"the stream was not trimmed: {kept} entries"
+            finally:
+                b.proc.send_signal(signal.SIGCONT)
+            await bob_b.until(lambda: set(bob_b.seqs(room["id"])) == acked, "all 31 messages")
+            assert_all_once_in_order(bob_b, room["id"], acked)
+            await bob_b.until(
+                lambda: {"roomId": other["id"]} in bob_b.named("room:removed"),
+                "the trimmed removal, from the database",
+            )
+        repaired = sum(
+            metric(b, "agenthub_cluster_repaired_messages_total", reason=reason)
+            for reason in ("gap", "resync")
+        )
+        assert repaired >= 20, "the trimmed messages were not read from the database"
