@@ -51,5 +51,9 @@ class Fanout:
         """Whether any socket of this process is in `room`."""
         return bool(self.sio.manager.rooms.get(NAMESPACE, {}).get(room))
 
+    def occupied_rooms(self) -> list[str]:
+        """Every room (Socket.IO's sense: agents' and sids' too) with a socket of this process."""
+        return [name for name, sids in self.sio.manager.rooms.get(NAMESPACE, {}).items() if sids]
+
     def rooms_of(self, sid: str) -> list[str]:
         return [r for r in self.sio.manager.get_rooms(sid, NAMESPACE) if r != sid]

@@ -236,7 +236,14 @@ class Hub:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro, name="agenthub-hub")
         self._spawned.add(task)
-        task.add_done_callback(self._spawned.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._spawned.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # (a room's delivery start that could not read the database: the next socket
+            # entering the room, or the next resync, starts it again)
+            log.warning("real-time background step failed: %s", type(task.exception()).__name__)
 
     # ---- Events (called by services after commit; must not block) ----
 
@@ -345,6 +352,11 @@ class Hub:
         for room in delivery.rooms():
             if not self.fanout.occupied(room):
                 delivery.close(room)
+        # A room whose delivery could not start (the database was away then) starts now.
+        unserved = [r for r in self.fanout.occupied_rooms() if _is_room_id(r)]
+        fresh = [r for r in unserved if delivery.open(r)]
+        if fresh:
+            await self._ready(fresh)
         rooms = [r for r in delivery.rooms() if delivery.delivered(r) is not None]
         seqs = await running.services.rooms.last_seqs([uuid.UUID(r) for r in rooms])
         for room_id, last_seq in seqs.items():
