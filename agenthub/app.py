@@ -38,6 +38,7 @@ from agenthub.http.origins import parse_origins
 from agenthub.http.proxies import trust_proxies
 from agenthub.messages.http import router as messages_router
 from agenthub.observability.metrics import Metrics
+from agenthub.realtime.cluster import command_options
 from agenthub.realtime.hub import Hub
 from agenthub.rooms.http import router as rooms_router
 from agenthub.search.http import router as search_router
@@ -91,6 +92,7 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         redoc_url=None,
     )
     app.state.metrics = metrics
+    app.state.hub = hub
     app.state.limits_storage = limits_storage
     http_errors.install(app)
     for router in (
@@ -147,7 +149,10 @@ def rate_limit_storage(settings: Settings) -> Any:
     """Counters in Redis when REDIS_URL is set (shared by every node), else in this process."""
     if settings.redis_url:
         return storage_from_string(
-            "async+" + settings.redis_url, implementation="redispy", socket_connect_timeout=2
+            "async+" + settings.redis_url,
+            implementation="redispy",
+            key_prefix=f"{settings.redis_key_prefix}:limits",
+            **command_options(),
         )
     return storage_from_string("async+memory://")
 

@@ -413,3 +413,28 @@ def test_development_secret_is_generated_once(no_config: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     assert len(first.encode()) >= 32
     assert load_settings(agenthub_data_dir=no_config / "data").secret() == first
+
+
+def test_several_node_settings_are_read_and_bad_ones_named(
+    no_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("REDIS_KEY_PREFIX", "hub-1:prod")
+    monkeypatch.setenv("REDIS_STREAM_MAXLEN", "5000")
+    monkeypatch.setenv("REDIS_RESYNC_SECONDS", "2.5")
+    settings = load_settings()
+    assert settings.redis_key_prefix == "hub-1:prod"
+    assert settings.redis_stream_maxlen == 5000
+    assert settings.redis_resync_seconds == 2.5
+    assert load_settings(redis_url=None).redis_key_prefix == "hub-1:prod"
+
+    monkeypatch.setenv("REDIS_KEY_PREFIX", "two words")
+    monkeypatch.setenv("REDIS_STREAM_MAXLEN", "0")
+    monkeypatch.setenv("REDIS_RESYNC_SECONDS", "-1")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    names = sorted(line.split(":", 1)[0] for line in caught.value.lines)
+    assert names == ["REDIS_KEY_PREFIX", "REDIS_RESYNC_SECONDS", "REDIS_STREAM_MAXLEN"]
+    for line in caught.value.lines:
+        assert "expected" in line
+        assert "two words" not in line

@@ -4,6 +4,7 @@ then hand it to the real-time layer."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -131,6 +132,16 @@ class MessageService:
         if plan is not None and plan.ignored:
             return {**wire, "ignoredMentions": plan.ignored}, created
         return wire, created
+
+    async def committed_after(
+        self, room_id: uuid.UUID, after_seq: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """The room's stored messages after `after_seq` in wire form, oldest first: what a node
+        that missed some notifications delivers before the ones it holds (realtime/delivery.py).
+        No authorization: for the real-time layer, which delivers to members only."""
+        async with self.db.read() as conn:
+            rows = await store.after(conn, room_id, after_seq, limit)
+        return [message_wire(r) for r in rows]
 
     async def history(
         self,

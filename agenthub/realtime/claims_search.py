@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from agenthub.errors import InvalidRequest, NotFound, clip
 
 if TYPE_CHECKING:
-    from agenthub.realtime.hub import Running, SocketState
+    from agenthub.realtime.sockets import Running, SocketState
 
 Ack = dict[str, Any]
 

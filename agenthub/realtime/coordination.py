@@ -1,5 +1,5 @@
 """Coordination over Socket.IO: the client events `direct:send` and `message:ack` (handlers
-in the hub's table, see realtime/hub.py), and what the hub emits for coordination
+in the dispatch table, see realtime/dispatch.py), and what the hub emits for coordination
 (`inbox:new`, `ack:update`). Handlers only translate, to the same services as HTTP."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from agenthub.errors import InvalidRequest, NotFound, clip
 
 if TYPE_CHECKING:
-    from agenthub.realtime.hub import Ack, Running, SocketState
+    from agenthub.realtime.sockets import Ack, Running, SocketState
 
 MAX_SEQ = 2**63 - 1
 
