@@ -1,0 +1,475 @@
+"""Two AgentHub nodes behind nginx (Debian's package), configured by deploy/nginx/agenthub.conf,
+act as one hub: the official JS client connects through it over websocket and over long-polling,
+long-polling sessions stay on their node, websocket-only connections spread over both nodes, the
+nodes see each client's own address, and messages flow between clients on different nodes.
+
+nginx runs as a child of the test (`-p PREFIX -c CONF`, every path in a temporary folder, no root
+needed), in front of two `agenthub serve` on one fresh PostgreSQL database and one Redis server
+of the test's own. The shipped file is rendered for loopback ports by replacing only its upstream
+`server` lines and its `listen` line; the rendering fails when those lines are not found, so the
+file under test is the one that ships. AGENTHUB_REQUIRE_NGINX=1 (as `.ci/run` sets) turns a
+missing nginx into a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets.sync.client
+
+from tests.databases import fresh_pg_database, pg_reachable
+from tests.realtime.test_js_client import JS_DIR, node_ready
+from tests.support import (
+    Agent,
+    Server,
+    free_port,
+    loopback_address,
+    start_server,
+    stop_process,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "deploy" / "nginx" / "agenthub.conf"
+REQUIRE_NGINX = os.environ.get("AGENTHUB_REQUIRE_NGINX") == "1"
+REQUIRE_PG = os.environ.get("AGENTHUB_REQUIRE_PG") == "1"
+REQUIRE_REDIS = os.environ.get("AGENTHUB_REQUIRE_REDIS") == "1"
+WAIT = 20.0  # seconds: the bound on any single expected state
+MESSAGES = 30
+UPSTREAM_LINE = re.compile(r"^(\s*)server agenthub-\d:3000( .*)?;$", re.MULTILINE)
+LISTEN_LINE = re.compile(r"^(\s*)listen 80;$", re.MULTILINE)
+BALANCE_LINE = "hash $agenthub_balance_key consistent;"
+# What the test reads back from nginx: which node served each request, for which client.
+LOG_FORMAT = (
+    'log_format balanced escape=json \'{"client":"$remote_addr","upstream":"$upstream_addr",'
+    '"status":"$status","uri":"$uri","transport":"$arg_transport","sid":"$arg_sid",'
+    '"probe":"$arg_probe"}\';'
+)
+
+
+def tool(name: str, candidates: list[str], require: bool, why: str) -> str:
+    found = shutil.which(name) or next((c for c in candidates if Path(c).exists()), None)
+    if found:
+        return found
+    if require:
+        pytest.fail(f"`{name}` is required ({why}=1) but not installed")
+    pytest.skip(f"`{name}` is not installed")
+
+
+def render(conf: str, port: int, upstreams: list[str], *, balance: str | None = None) -> str:
+    """The shipped file with its two upstream servers and its listen address made local.
+
+    `balance` replaces the `hash` line (the test's own control: round robin, to show that the
+    checks notice a balancer without stickiness)."""
+    servers = UPSTREAM_LINE.findall(conf)
+    assert len(servers) == len(upstreams), f"expected {len(upstreams)} upstream lines: {servers}"
+    rest = iter(upstreams)
+    conf = UPSTREAM_LINE.sub(lambda m: f"{m[1]}server {next(rest)}{m[2] or ''};", conf)
+    assert LISTEN_LINE.search(conf), "the shipped file no longer listens on port 80"
+    conf = LISTEN_LINE.sub(lambda m: f"{m[1]}listen 127.0.0.1:{port};", conf)
+    if balance is not None:
+        assert BALANCE_LINE in conf, "the shipped file no longer balances with its hash key"
+        conf = conf.replace(BALANCE_LINE, balance)
+    return conf
+
+
+@dataclass
+class Nginx:
+    url: str
+    prefix: Path
+    proc: subprocess.Popen[bytes]
+
+    def log(self) -> list[dict[str, str]]:
+        path = self.prefix / "access.log"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def node_of(self, address: str, upstreams: list[str]) -> str:
+        """The node nginx sends long-polling requests from `address` to (a probe carrying the
+        `transport=polling` nginx keys on; the answer is the node's 404)."""
+        probe = uuid.uuid4().hex
+        transport = httpx.HTTPTransport(local_address=address)
+        with httpx.Client(base_url=self.url, transport=transport, timeout=10) as c:
+            c.get("/probe", params={"transport": "polling", "probe": probe})
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            for entry in self.log():
+                if entry["probe"] == probe:
+                    assert entry["upstream"] in upstreams, entry
+                    return entry["upstream"]
+            time.sleep(0.05)
+        raise AssertionError(f"nginx logged no request for probe {probe}")
+
+
+@contextlib.contextmanager
+def nginx(prefix: Path, conf: str) -> Iterator[Nginx]:
+    """nginx in the foreground, as a child, with every file it writes under `prefix`."""
+    exe = tool("nginx", ["/usr/sbin/nginx"], REQUIRE_NGINX, "AGENTHUB_REQUIRE_NGINX")
+    prefix.mkdir(parents=True)
+    (prefix / "agenthub.conf").write_text(conf)
+    temp = {kind: prefix / kind for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")}
+    main = [
+        "worker_processes 1;",
+        f"error_log {prefix / 'error.log'} info;",
+        "events { worker_connections 1024; }",
+        "http {",
+        f"    {LOG_FORMAT}",
+        f"    access_log {prefix / 'access.log'} balanced;",
+        *(f"    {kind}_temp_path {path};" for kind, path in temp.items()),
+        f"    include {prefix / 'agenthub.conf'};",
+        "}",
+    ]
+    (prefix / "nginx.conf").write_text("\n".join(main) + "\n")
+    cmd = [exe, "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
+    checked = subprocess.run([*cmd, "-t"], capture_output=True, text=True, timeout=30, check=False)
+    assert checked.returncode == 0, checked.stderr
+    port = int(re.findall(r"listen 127\.0\.0\.1:(\d+);", conf)[0])
+    with (prefix / "stderr.log").open("wb") as err:
+        proc = subprocess.Popen(
+            [*cmd, "-g", f"daemon off; pid {prefix / 'nginx.pid'};"], stdout=err, stderr=err
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            assert proc.poll() is None, (prefix / "error.log").read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, (prefix / "error.log").read_text()
+            time.sleep(0.1)
+        yield Nginx(url, prefix, proc)
+    finally:
+        stop_process(proc)
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """A Redis of this test's own (never the shared one): nothing of another run in it."""
+    exe = tool("redis-server", [], REQUIRE_REDIS, "AGENTHUB_REQUIRE_REDIS")
+    workdir.mkdir(parents=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + WAIT
+        while True:
+            assert proc.poll() is None, "redis-server exited"
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), timeout=1) as s,
+            ):
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    break
+            assert time.monotonic() < deadline, "redis-server did not answer"
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop_process(proc)
+
+
+@dataclass
+class Hub:
+    nodes: list[Server]
+    upstreams: list[str]
+    lb: Nginx
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    if not pg_reachable():
+        if REQUIRE_PG:
+            pytest.fail("AGENTHUB_REQUIRE_PG=1 but PostgreSQL is not reachable")
+        pytest.skip("the load-balancer test runs on PostgreSQL, which is not reachable")
+    root = tmp_path_factory.mktemp("lb")
+    with (
+        fresh_pg_database("lb") as database_url,
+        redis_server(root / "redis") as redis_url,
+    ):
+        env = {
+            "REDIS_URL": redis_url,
+            "TRUSTED_PROXIES": "127.0.0.1",  # nginx reaches the nodes from 127.0.0.1
+            "LOG_LEVEL": "info",
+            "LOG_FORMAT": "json",
+            # Long-polling cycles at least once a second: many requests per session.
+            "SOCKETIO_PING_INTERVAL": "1",
+            "SOCKETIO_PING_TIMEOUT": "10",
+        }
+        nodes: list[Server] = []
+        try:
+            for name in ("a", "b"):
+                nodes.append(start_server("postgres", database_url, root / name, **env))
+            upstreams = [n.base_url.removeprefix("http://") for n in nodes]
+            conf = render(SHIPPED.read_text(), free_port(), upstreams)
+            with nginx(root / "nginx", conf) as lb:
+                yield Hub(nodes, upstreams, lb)
+        finally:
+            for node in nodes:
+                node.api.close()
+                stop_process(node.proc)
+
+
+def addresses_per_node(hub: Hub) -> dict[str, str]:
+    """One loopback client address whose long-polling nginx sends to each node."""
+    found: dict[str, str] = {}
+    for _ in range(64):  # each new address lands on either node: both are found in a few
+        address = loopback_address()
+        found.setdefault(hub.lb.node_of(address, hub.upstreams), address)
+        if len(found) == len(hub.upstreams):
+            return found
+    raise AssertionError(f"every client address went to the same node: {found}")
+
+
+def connected_per_node(hub: Hub) -> list[int]:
+    """Socket.IO connections each node holds now (its own /metrics, not through nginx)."""
+    counts = []
+    for node in hub.nodes:
+        text = httpx.get(f"{node.base_url}/metrics", timeout=10).text
+        value = re.search(r"^agenthub_agents_connected (\S+)$", text, re.MULTILINE)
+        assert value, "agenthub_agents_connected missing"
+        counts.append(int(float(value[1])))
+    return counts
+
+
+def run_clients(hub: Hub, config: dict[str, Any], before_go: Any) -> dict[str, Any]:
+    """balanced.mjs with `config`; `before_go(sids)` runs once every socket is connected."""
+    node = node_ready()
+    proc = subprocess.Popen(
+        [node, str(JS_DIR / "balanced.mjs"), json.dumps({"url": hub.lb.url, **config})],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdin is not None
+        ready = json.loads(proc.stdout.readline() or '{"error": "no output"}')
+        assert ready.get("ready"), f"{ready} {proc.stderr.read() if proc.stderr else ''}"
+        before_go(ready["sids"])
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 0, out + err
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def wait_for_counts(hub: Hub, want: list[int]) -> None:
+    deadline = time.monotonic() + WAIT
+    while (counts := connected_per_node(hub)) != want:
+        assert time.monotonic() < deadline, f"connections per node {counts}, expected {want}"
+        time.sleep(0.1)
+
+
+def agent_in_room(hub: Hub, count: int) -> tuple[list[Agent], str]:
+    """`count` agents (made through node A) and a room of them all; returns the room's id."""
+    agents = [hub.nodes[0].new_agent() for _ in range(count)]
+    room = hub.nodes[0].new_room(agents[0], *agents[1:])
+    return agents, str(room["id"])
+
+
+def assert_survived(seen: dict[str, Any], transport: str) -> None:
+    """The socket stayed connected on one Engine.IO session, on its transport, without error."""
+    assert seen["errors"] == [], seen
+    assert seen["disconnects"] == [], seen
+    assert seen["connectedNow"], seen
+    assert seen["sidNow"] == seen["sid"], seen
+    assert seen["transportNow"] == transport, seen
+
+
+def test_long_polling_sessions_stay_on_their_node_and_messages_cross_nodes(hub: Hub) -> None:
+    """Sender on node A, one receiver on node A and one on node B, all over long-polling only:
+    every request of a session reaches the node that holds it (else the node answers 400 and
+    the client disconnects), and every receiver gets every acked message, in order."""
+    where = addresses_per_node(hub)
+    node_a, node_b = hub.upstreams
+    (alice, bob, carol), room = agent_in_room(hub, 3)
+    config = {
+        "transport": "polling",
+        "room": room,
+        "messages": MESSAGES,
+        "sender": {"jwt": alice.jwt, "address": where[node_a]},
+        "receivers": [
+            {"jwt": bob.jwt, "address": where[node_a]},  # with the sender
+            {"jwt": carol.jwt, "address": where[node_b]},  # across nodes
+        ],
+    }
+    # Both nodes hold exactly the sockets nginx was meant to send them (no other test runs
+    # sockets on this hub at the same time).
+    out = run_clients(hub, config, lambda sids: wait_for_counts(hub, [2, 1]))
+    assert out["acks"] == list(range(1, MESSAGES + 1)), out["acks"]
+    sender, with_sender, across = out["sender"], *out["receivers"]
+    for seen in (sender, with_sender, across):
+        assert_survived(seen, "polling")
+    # Every request of each session went to one node, the one its address hashes to, and each
+    # session made many requests (one per send for the sender, at least one per ping for all).
+    log = hub.lb.log()
+    for seen, node in ((sender, node_a), (with_sender, node_a), (across, node_b)):
+        requests = [e for e in log if e["sid"] == seen["sid"]]
+        assert {e["upstream"] for e in requests} == {node}, requests
+        assert {e["client"] for e in requests} == {seen["address"]}
+        # 200 each, but for the long-poll still waiting when the client closed (nginx: 499).
+        others = [e["status"] for e in requests if e["status"] != "200"]
+        assert others in ([], ["499"]), others
+        assert len(requests) >= 5, len(requests)
+    assert len([e for e in log if e["sid"] == sender["sid"]]) > MESSAGES
+    assert with_sender["received"] == list(range(1, MESSAGES + 1))
+    # Cross-node fan-out (sender on node A, receiver on node B): needs the `scale` branch.
+    assert across["received"] == list(range(1, MESSAGES + 1)), across
+
+
+def test_websocket_clients_spread_over_both_nodes_and_every_one_gets_every_message(
+    hub: Hub,
+) -> None:
+    """Websocket-only connections from ONE client address still spread over both nodes (nginx
+    picks a node per new connection), and each receiver gets every acked message wherever it
+    and the sender landed."""
+    receivers = 15  # all 16 sockets on one node by chance: 1 in 2**15
+    address = loopback_address()
+    (alice, bob), room = agent_in_room(hub, 2)
+    config = {
+        "transport": "websocket",
+        "room": room,
+        "messages": MESSAGES,
+        "sender": {"jwt": alice.jwt, "address": address},
+        "receivers": [{"jwt": bob.jwt, "address": address}] * receivers,
+    }
+    placed: list[list[int]] = []
+
+    def check_spread(sids: list[str]) -> None:
+        wait_for_counts_total(hub, receivers + 1)
+        placed.append(connected_per_node(hub))
+
+    out = run_clients(hub, config, check_spread)
+    assert all(n > 0 for n in placed[0]), f"every websocket went to one node: {placed[0]}"
+    assert out["acks"] == list(range(1, MESSAGES + 1)), out["acks"]
+    assert_survived(out["sender"], "websocket")
+    for seen in out["receivers"]:
+        assert_survived(seen, "websocket")
+        # Receivers on the sender's node and on the other one alike (cross-node: `scale`).
+        assert seen["received"] == list(range(1, MESSAGES + 1)), seen
+
+
+def wait_for_counts_total(hub: Hub, total: int) -> None:
+    deadline = time.monotonic() + WAIT
+    while sum(counts := connected_per_node(hub)) != total:
+        assert time.monotonic() < deadline, f"connections per node {counts}, expected {total}"
+        time.sleep(0.1)
+
+
+def test_each_node_sees_the_clients_own_address_and_metrics_stay_inside(hub: Hub) -> None:
+    """nginx appends the peer to X-Forwarded-For and the nodes trust only nginx: the node logs
+    the client's address, never a forged one; /metrics is not served through the balancer."""
+    address = loopback_address()
+    request_id = uuid.uuid4().hex
+    with httpx.Client(
+        base_url=hub.lb.url, transport=httpx.HTTPTransport(local_address=address), timeout=10
+    ) as c:
+        r = c.get(
+            "/api/v1/agents/me",
+            headers={"X-Forwarded-For": "203.0.113.9", "X-Request-ID": request_id},
+        )
+        assert r.status_code == 401, r.text
+        assert c.get("/metrics").status_code == 403
+    deadline = time.monotonic() + WAIT
+    while True:
+        lines = [
+            json.loads(line)
+            for node in hub.nodes
+            for line in node.log_text().splitlines()
+            if request_id in line and line.startswith("{")
+        ]
+        if lines:
+            break
+        assert time.monotonic() < deadline, "no node logged the request"
+        time.sleep(0.1)
+    assert [line["client"] for line in lines] == [address], lines
+
+
+def test_a_balancer_without_stickiness_breaks_long_polling(hub: Hub, tmp_path: Path) -> None:
+    """The control that shows the stickiness checks can fail: the same file with round robin
+    in place of its hash sends a polling session's next request to the other node, which
+    refuses the unknown session. Through the shipped file, the same requests all succeed."""
+    round_robin = render(
+        SHIPPED.read_text(), free_port(), hub.upstreams, balance="# round robin (test control)"
+    )
+    jwt = hub.nodes[0].new_agent().jwt
+    with nginx(tmp_path / "rr", round_robin) as rr:
+        assert 400 in polling_statuses(rr.url, jwt), "round robin kept a polling session together"
+    assert set(polling_statuses(hub.lb.url, jwt)) == {200}
+
+
+def polling_statuses(url: str, jwt: str) -> list[int]:
+    """A Socket.IO long-polling session, by hand: handshake, connect to /agents, then four
+    polls, each ping answered; the status of every request."""
+    address = loopback_address()
+    with httpx.Client(
+        base_url=url, transport=httpx.HTTPTransport(local_address=address), timeout=10
+    ) as c:
+        path, query = "/socket.io/", {"EIO": "4", "transport": "polling"}
+        opened = c.get(path, params=query)
+        assert opened.status_code == 200, opened.text
+        query["sid"] = json.loads(opened.text[1:])["sid"]
+        connect = c.post(path, params=query, content="40/agents," + json.dumps({"token": jwt}))
+        statuses = [opened.status_code, connect.status_code]
+        for _ in range(4):  # each answers within a ping interval (1 s) on the right node
+            r = c.get(path, params=query)
+            statuses.append(r.status_code)
+            if r.status_code == 200 and "\x1e2" in "\x1e" + r.text:
+                statuses.append(c.post(path, params=query, content="3").status_code)
+    return statuses
+
+
+def test_websocket_only_handshakes_are_balanced_per_connection(hub: Hub) -> None:
+    """Raw Engine.IO websocket handshakes from one address: nginx's log shows both nodes."""
+    address = loopback_address()
+    url = hub.lb.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    for _ in range(24):  # all on one node by chance: 1 in 2**23
+        with websockets.sync.client.connect(
+            url, open_timeout=10, sock=_bound_socket(address, hub.lb.url)
+        ) as ws:
+            assert str(ws.recv(timeout=10)).startswith("0")
+    deadline = time.monotonic() + WAIT
+    while True:
+        served = [
+            e
+            for e in hub.lb.log()
+            if e["client"] == address and e["transport"] == "websocket" and not e["sid"]
+        ]
+        if len(served) == 24:
+            break
+        assert time.monotonic() < deadline, served
+        time.sleep(0.1)
+    assert {e["upstream"] for e in served} == set(hub.upstreams)
+
+
+def _bound_socket(address: str, url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    s = socket.socket()
+    s.bind((address, 0))
+    s.connect((host, int(port)))
+    return s
