@@ -87,6 +87,7 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         redoc_url=None,
     )
     app.state.metrics = metrics
+    app.state.hub = hub
     app.state.limits_storage = limits_storage
     http_errors.install(app)
     for router in (
@@ -139,7 +140,11 @@ def rate_limit_storage(settings: Settings) -> Any:
     """Counters in Redis when REDIS_URL is set (shared by every node), else in this process."""
     if settings.redis_url:
         return storage_from_string(
-            "async+" + settings.redis_url, implementation="redispy", socket_connect_timeout=2
+            "async+" + settings.redis_url,
+            implementation="redispy",
+            key_prefix=f"{settings.redis_key_prefix}:limits",
+            socket_connect_timeout=2,
+            socket_timeout=2,
         )
     return storage_from_string("async+memory://")
 

@@ -53,6 +53,9 @@ EXPECTED: dict[str, str] = {
     "RATE_LIMIT_UNAUTH_PER_MIN": "a whole number of requests, at least 1",
     "RATE_LIMIT_AUTH_PER_MIN": "a whole number of requests, at least 1",
     "REDIS_URL": "redis://host:port/db",
+    "REDIS_KEY_PREFIX": "1-64 characters among letters, digits, '-', '_', ':' and '.'",
+    "REDIS_STREAM_MAXLEN": "a whole number of entries, at least 1",
+    "REDIS_RESYNC_SECONDS": "a number of seconds above 0",
     "HSTS_MAX_AGE": "a whole number of seconds (0 turns the header off)",
     "LOG_FORMAT": "auto, json or text",
     "METRICS_REFRESH_SECONDS": "a number of seconds above 0",
@@ -125,6 +128,10 @@ class Settings(BaseSettings):
     rate_limit_unauth_per_min: int = Field(default=100, ge=1)
     rate_limit_auth_per_min: int = Field(default=600, ge=1)
     redis_url: str | None = None
+    # Several nodes (realtime/cluster.py): every node of one hub uses the same prefix.
+    redis_key_prefix: str = Field(default="agenthub", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    redis_stream_maxlen: int = Field(default=100_000, ge=1)
+    redis_resync_seconds: float = Field(default=5.0, gt=0)
     hsts_max_age: int = Field(default=0, ge=0)
     log_format: Literal["auto", "json", "text"] = "auto"
     metrics_refresh_seconds: float = Field(default=30.0, gt=0)

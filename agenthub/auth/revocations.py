@@ -11,6 +11,9 @@ round trip per request or per socket event. So each process keeps this view in m
   within about that.
 - `mark()` records a revocation this process has just committed, so it acts at once.
 - Listeners (the real-time hub) hear of each newly revoked token once, to end its sockets.
+- With several nodes on Redis (realtime/cluster.py), `announce` tells the other nodes of this
+  process's revocations at once, and they `learn` them: a revocation then acts everywhere
+  within the time a notification takes, and the sweep remains the bound when one is lost.
 
 While the database cannot be read the view stays as it was: revocations made meanwhile by other
 processes are seen once it answers again (REST calls needing the database fail meanwhile too).
@@ -48,6 +51,7 @@ class Revocations:
         self._revoked: dict[uuid.UUID, datetime] = {}  # token id -> when it was revoked
         self._listeners: list[Listener] = []
         self._failing = False
+        self._announce: Callable[[uuid.UUID], None] | None = None
 
     def __contains__(self, token_id: object) -> bool:
         return token_id in self._revoked
@@ -56,8 +60,18 @@ class Revocations:
         """`listener` is called (synchronously; it must not block) with newly revoked ids."""
         self._listeners.append(listener)
 
+    def announce_with(self, announce: Callable[[uuid.UUID], None] | None) -> None:
+        """`announce(token_id)` is called for each revocation this process commits."""
+        self._announce = announce
+
     def mark(self, token_id: uuid.UUID) -> None:
         """Call once the revocation is committed."""
+        self._add([(token_id, utcnow())])
+        if self._announce is not None:
+            self._announce(token_id)
+
+    def learn(self, token_id: uuid.UUID) -> None:
+        """A revocation another node committed (heard through Redis; not announced again)."""
         self._add([(token_id, utcnow())])
 
     async def refresh(self) -> None:

@@ -30,14 +30,20 @@ async def healthz(request: Request) -> Health:
 
 
 async def readiness(state: State) -> dict[str, bool]:
-    """The checks behind /readyz: the database answers, and Redis does when it is configured.
-    Each result also goes to the `agenthub_ready` and `agenthub_dependency_up` gauges."""
+    """The checks behind /readyz: the database answers, and Redis does when it is configured
+    (its rate-limit counters answer, and this node's reader of the other nodes' events is
+    alive: a node deaf to the others must not take traffic). Each result also goes to the
+    `agenthub_ready` and `agenthub_dependency_up` gauges."""
     checks = {"db": await state.services.db.ping()}
     if state.services.settings.redis_url:
         try:
             async with asyncio.timeout(2):
                 checks["redis"] = bool(await state.limits_storage.check())
         except Exception:
+            checks["redis"] = False
+        hub = getattr(state, "hub", None)
+        alive = hub.cluster_alive if hub is not None else None
+        if alive is False:
             checks["redis"] = False
     state.metrics.readiness(checks)
     return checks

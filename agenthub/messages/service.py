@@ -4,6 +4,7 @@ then hand it to the real-time layer."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -92,6 +93,16 @@ class MessageService:
         room_id = await self.rooms.member_room_id(actor, room_ref)
         row, created = await self.writer.submit(room_id, actor.agent_id, body, client_msg_id)
         return row.get("wire") or message_wire(row), created
+
+    async def committed_after(
+        self, room_id: uuid.UUID, after_seq: int, limit: int
+    ) -> list[dict[str, Any]]:
+        """The room's stored messages after `after_seq` in wire form, oldest first: what a node
+        that missed some notifications delivers before the ones it holds (realtime/delivery.py).
+        No authorization: for the real-time layer, which delivers to members only."""
+        async with self.db.read() as conn:
+            rows = await store.after(conn, room_id, after_seq, limit)
+        return [message_wire(r) for r in rows]
 
     async def history(
         self,

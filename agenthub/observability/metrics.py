@@ -30,6 +30,8 @@ HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTI
 UNMATCHED = "unmatched"
 DB_ERROR_KINDS = ("unavailable", "error")
 RATE_LIMITED_TRANSPORTS = ("http", "socket")
+REPAIR_REASONS = ("gap", "resync")
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 # Socket.IO's long-polling GETs are parked by design for up to the ping interval: timing them
 # would report the ping interval as HTTP latency.
 UNTIMED_ROUTES = frozenset({"/socket.io/"})
@@ -106,6 +108,38 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        # Several nodes on Redis (realtime/cluster.py); 0 / empty on a node without REDIS_URL.
+        self.cluster_reader_up = Gauge(
+            "agenthub_cluster_reader_up",
+            "1 while this node reads the Redis event stream, else 0 (always 0 without REDIS_URL)",
+            registry=r,
+        )
+        self.cluster_reader_reconnects = Counter(
+            "agenthub_cluster_reader_reconnects_total",
+            "Times the Redis event-stream reader lost its connection",
+            registry=r,
+        )
+        self.cluster_event_lag = Histogram(
+            "agenthub_cluster_event_lag_seconds",
+            "From another node's publish (the stream entry's time) to this node reading it",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.cluster_repaired = Counter(
+            "agenthub_cluster_repaired_messages_total",
+            "Messages this node read back from the database because their notification was"
+            " late or lost: gap (a later seq came first) or resync (reconnect, trim, periodic)",
+            ["reason"],
+            registry=r,
+        )
+        self.cluster_publish_failures = Counter(
+            "agenthub_cluster_publish_failures_total",
+            "Failed attempts to publish to the Redis event stream (retried), and entries dropped"
+            " from a full publish queue",
+            registry=r,
+        )
+        for reason in REPAIR_REASONS:
+            self.cluster_repaired.labels(reason)
         # Counters start at 0 for every label value, so that rate() sees the first increase
         # and an alert on them has a series to evaluate before anything goes wrong.
         for kind in DB_ERROR_KINDS:

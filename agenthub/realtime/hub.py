@@ -1,10 +1,17 @@
-"""The `/agents` namespace: handshake, events, membership changes, presence, ordered delivery.
+"""The real-time hub: owns the `/agents` namespace and what runs for it, and is the `Events`
+the services announce their commits to.
 
-Handlers only translate: they parse the payload, call the same services as the HTTP routes,
-and turn results and `AppError`s into acks. Everything the server emits goes through one
-queue drained by one task, in the order it was queued: messages arrive committed in seq order
-(one writer per process, see messages/writer.py), so each room's `message:new` events leave in
-seq order, and never overtake the `room:added` that put a socket there.
+Its parts, one module each: `handshake.py` (connect, disconnect), `dispatch.py` (client events
+to services, acks), `fanout.py` (this process's sockets, in call order), `presence.py` (who
+is here), and with REDIS_URL, for several nodes acting as one hub: `cluster.py` (the Redis
+stream between nodes) and `delivery.py` (each room's messages once and in seq order, repaired
+from the database when a notification is late or lost). See docs/adr/0007-*.
+
+Order: messages arrive committed in seq order from this process's one writer (see
+messages/writer.py); without Redis they are emitted as they come, so each room's
+`message:new` events leave in seq order, and never overtake the `room:added` that put a
+socket there. With Redis, other nodes' messages come too, in any order: `delivery.py` puts
+each room back in seq order before emitting.
 """
 
 from __future__ import annotations
@@ -14,41 +21,32 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
-from urllib.parse import parse_qs
 
-import engineio
 import orjson
 import socketio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from agenthub.auth.jwt import Principal
 from agenthub.config import Settings
-from agenthub.errors import (
-    AppError,
-    InvalidRequest,
-    NotFound,
-    RateLimited,
-    Unavailable,
-    clip,
-)
 from agenthub.http.origins import origin_allowed, parse_origins
 from agenthub.observability.metrics import Metrics
+from agenthub.realtime import cluster as bus
 from agenthub.realtime.admission import Admission
-from agenthub.realtime.presence import Presence
-from agenthub.realtime.ratelimit import SlidingWindow
+from agenthub.realtime.cluster import Cluster
+from agenthub.realtime.delivery import Delivery
+from agenthub.realtime.dispatch import Dispatch
+from agenthub.realtime.fanout import NAMESPACE, Fanout, agent_room
+from agenthub.realtime.handshake import Handshake
+from agenthub.realtime.presence import PresenceKeeper, SharedPresence
 from agenthub.realtime.sessions import SessionLifetimes
+from agenthub.realtime.sockets import Running, SocketState
 from agenthub.rooms.schemas import RoomPublic
 from agenthub.services import Services
 
 log = logging.getLogger("agenthub.realtime")
 
-NAMESPACE = "/agents"
 CLOSE_WAIT_SECONDS = 1.0
-Ack = dict[str, Any]
-Handler = Callable[["Running", "SocketState", dict[str, Any]], Awaitable[Ack]]
 
 
 class _OrJson:
@@ -61,36 +59,6 @@ class _OrJson:
     @staticmethod
     def loads(text: str | bytes, **_kw: Any) -> Any:
         return orjson.loads(text)
-
-
-def agent_room(agent_id: uuid.UUID | str) -> str:
-    return f"agent:{agent_id}"
-
-
-def error_ack(exc: AppError) -> Ack:
-    return {"ok": False, "error": exc.to_dict()}
-
-
-@dataclass(eq=False, slots=True)  # one per socket: thousands of idle ones must stay small
-class SocketState:
-    sid: str
-    principal: Principal
-    window: SlidingWindow
-    last_active: float = field(default_factory=time.monotonic)
-    joined: set[str] = field(default_factory=set)  # rooms where this socket is present
-
-    @property
-    def agent_id(self) -> str:
-        return str(self.principal.agent_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Running:
-    """What the hub serves with once the app's lifespan has started it: sockets are accepted
-    only then, and every handler receives this."""
-
-    services: Services
-    lifetimes: SessionLifetimes
 
 
 class Hub:
@@ -119,36 +87,72 @@ class Hub:
             settings.socket_auth_deadline_seconds, settings.max_unauthenticated_per_ip
         )
         self.admission.install(self.sio.eio)
-        self._running: Running | None = None
+        self.running_with: Running | None = None
         self.sockets: dict[str, SocketState] = {}
-        self.presence = Presence()
-        self._inflight = 0
+        self.fanout = Fanout(self.sio)
+        self.presence = self._presence_keeper(None)
+        # Several nodes (REDIS_URL): built when the hub starts running.
+        self.cluster: Cluster | None = None
+        self.delivery: Delivery | None = None
+        self.inflight = 0
         self._polls: set[asyncio.Task[Any]] = set()
         self.draining = False
         self._shut_down = False
         self._tasks: list[asyncio.Task[None]] = []
-        self._handlers: dict[str, Handler] = {
-            "message:send": self._message_send,
-            "room:join": self._room_join,
-            "room:leave": self._room_leave,
-            "session:renew": self._session_renew,
-        }
-        self.sio.on("connect", self._on_connect, namespace=NAMESPACE)
-        self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
-        for event in self._handlers:
-            self.sio.on(event, self._dispatcher(event), namespace=NAMESPACE)
+        self._spawned: set[asyncio.Task[None]] = set()
+        handshake, self.dispatch = Handshake(self), Dispatch(self)
+        self.sio.on("connect", handshake.on_connect, namespace=NAMESPACE)
+        self.sio.on("disconnect", handshake.on_disconnect, namespace=NAMESPACE)
+        for event in self.dispatch.handlers:
+            self.sio.on(event, self.dispatch.dispatcher(event), namespace=NAMESPACE)
 
     def _origin_allowed(self, origin: str | None, environ: dict[str, Any]) -> bool:
         return origin_allowed(self._origin_rules, origin)
+
+    def _presence_keeper(self, cluster: Cluster | None) -> PresenceKeeper:
+        s = self.settings
+        shared = None
+        if cluster is not None:
+            shared = SharedPresence(cluster.redis, s.redis_key_prefix, s.presence_ttl_seconds)
+        return PresenceKeeper(
+            self.fanout,
+            self.sockets,
+            self._heartbeat_seen,
+            s.presence_ttl_seconds,
+            s.presence_sweep_seconds,
+            shared,
+            cluster.node if cluster is not None else "",
+            (lambda room: cluster.publish(bus.PRESENCE, room)) if cluster is not None else None,
+        )
 
     # ---- lifecycle (owned by the app's lifespan) ----
 
     @contextlib.asynccontextmanager
     async def running(self, services: Services) -> AsyncIterator[None]:
         """Serve the namespace with `services` (opened by `Services.open`) until left."""
-        self._running = Running(services, SessionLifetimes(self.sio, NAMESPACE, services.auth))
+        self.running_with = Running(services, SessionLifetimes(self.sio, NAMESPACE, services.auth))
+        s = self.settings
+        if s.redis_url:
+            self.cluster = Cluster(
+                s.redis_url,
+                s.redis_key_prefix,
+                s.redis_stream_maxlen,
+                s.redis_resync_seconds,
+                self.metrics,
+                self._cluster_entry,
+                self._resync,
+            )
+            self.delivery = Delivery(
+                self._deliver, services.messages.committed_after, self._repaired
+            )
+            self.presence = self._presence_keeper(self.cluster)
+            cluster = self.cluster
+            services.auth.revocations.announce_with(
+                lambda token_id: cluster.publish(bus.REVOKED, str(token_id))
+            )
+            await self.cluster.start()
         self._tasks = [
-            asyncio.create_task(self._prune_presence(), name="agenthub-presence"),
+            asyncio.create_task(self.presence.run(), name="agenthub-presence"),
             asyncio.create_task(self._refresh_metrics(), name="agenthub-metrics"),
         ]
         try:
@@ -194,7 +198,7 @@ class Hub:
         deadline = time.monotonic() + within
         # A short poll: in-flight sends finish within milliseconds (their deliveries are
         # queued on the sockets at commit, ahead of the CLOSE packets below).
-        while self._inflight and time.monotonic() < deadline:  # noqa: ASYNC110
+        while self.inflight and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         # Closing waits until each socket's CLOSE packet is taken: live peers take it within
         # milliseconds, dead ones (a vanished polling client) never do, hence the bound.
@@ -212,225 +216,173 @@ class Hub:
             await self.sio.shutdown()
 
     async def _stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._spawned]:
             task.cancel()
-        for task in self._tasks:
+        for task in [*self._tasks, *self._spawned]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self._running is not None:
-            await self._running.lifetimes.stop()
+        if self.cluster is not None:
+            if self.running_with is not None:
+                self.running_with.services.auth.revocations.announce_with(None)
+            await self.cluster.stop()
+        if self.running_with is not None:
+            await self.running_with.lifetimes.stop()
         await self._shutdown_sio()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name="agenthub-hub")
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
 
     # ---- Events (called by services after commit; must not block) ----
 
     def messages_committed(self, messages: list[dict[str, Any]]) -> None:
+        if self.delivery is None:  # one node: this writer's commits are the whole order
+            for message in messages:
+                self.fanout.emit("message:new", message, message["roomId"])
+            return
         for message in messages:
-            self._fanout("message:new", message, message["roomId"])
+            self.delivery.offer(message)
+        assert self.cluster is not None
+        self.cluster.publish(bus.MESSAGES, messages)
 
     def member_added(self, agent_id: uuid.UUID, room: RoomPublic) -> None:
         data = room.model_dump(mode="json", by_alias=True)
-        for state in self._sockets_of(str(agent_id)):
-            self.sio.manager.basic_enter_room(state.sid, NAMESPACE, data["id"])
-        self._fanout("room:added", data, agent_room(agent_id))
+        self._add_here(str(agent_id), data)
+        if self.cluster is not None:
+            self.cluster.publish(bus.MEMBER_ADDED, {"agentId": str(agent_id), "room": data})
 
     def member_removed(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> None:
-        room = str(room_id)
-        mine = self._sockets_of(str(agent_id))
-        for state in mine:  # at once: nothing more of the room may reach them
-            self.sio.manager.basic_leave_room(state.sid, NAMESPACE, room)
-        self._fanout("room:removed", {"roomId": room}, agent_room(agent_id))
+        self._remove_here(str(agent_id), str(room_id))
+        if self.cluster is not None:
+            self.cluster.publish(
+                bus.MEMBER_REMOVED, {"agentId": str(agent_id), "roomId": str(room_id)}
+            )
+
+    def _add_here(self, agent_id: str, room: dict[str, Any]) -> None:
+        """Put the agent's sockets of this process in the room, then tell them."""
+        room_id = room["id"]
+        mine = self._sockets_of(agent_id)
         for state in mine:
-            self._leave_presence(state, room)
+            self.fanout.enter(state.sid, room_id)
+        if mine and self.delivery is not None and self.delivery.open(room_id):
+            self._spawn(self._ready([room_id]))
+        self.fanout.emit("room:added", room, agent_room(agent_id))
 
-    # ---- delivery ----
-
-    def _fanout(self, event: str, data: Any, room: str) -> None:
-        """Emit `event` to every socket in `room` of this process, now, in call order.
-
-        Encodes the packet once and puts it straight on each recipient's engine.io queue
-        (what python-socketio does per recipient, minus a task and an await each), so a
-        burst of commits reaches every socket in the order the commits were made."""
-        # Socket.IO v5 text encoding of an EVENT packet: type, namespace, JSON array.
-        encoded = f"{socketio.packet.EVENT}{NAMESPACE}," + orjson.dumps([event, data]).decode()
-        frame = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
-        sockets = self.sio.eio.sockets
-        for _sid, eio_sid in self.sio.manager.get_participants(NAMESPACE, room):
-            sock = sockets.get(eio_sid)
-            if sock is not None and not sock.closed:
-                sock.queue.put_nowait(frame)
+    def _remove_here(self, agent_id: str, room_id: str) -> None:
+        mine = self._sockets_of(agent_id)
+        for state in mine:  # at once: nothing more of the room may reach them
+            self.fanout.leave(state.sid, room_id)
+        self.fanout.emit("room:removed", {"roomId": room_id}, agent_room(agent_id))
+        for state in mine:
+            self.presence.leave(state, room_id)
 
     def _sockets_of(self, agent_id: str) -> list[SocketState]:
         return [s for s in self.sockets.values() if s.agent_id == agent_id]
 
-    # ---- handshake ----
+    # ---- several nodes ----
 
-    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        running = self._running
-        if not self.settings.feature_messaging_enabled or running is None:
-            raise socketio.exceptions.ConnectionRefusedError("messaging is disabled")
-        if self.draining:
-            raise socketio.exceptions.ConnectionRefusedError("unavailable")
-        # Any failure here is a refusal; a TypeError escaping would make python-socketio
-        # retry the handler with another signature and hide the cause.
+    def _deliver(self, message: dict[str, Any]) -> None:
+        self.fanout.emit("message:new", message, message["roomId"])
+
+    def _repaired(self, reason: str, count: int) -> None:
+        self.metrics.cluster_repaired.labels(reason).inc(count)
+
+    async def open_deliveries(self, rooms: list[str]) -> None:
+        """A socket of this process entered these rooms: start their delivery lines."""
+        if self.delivery is not None:
+            fresh = [room for room in rooms if self.delivery.open(room)]
+            if fresh:
+                await self._ready(fresh)
+
+    async def _ready(self, rooms: list[str]) -> None:
+        assert self.delivery is not None
+        assert self.running_with is not None
         try:
-            principal = self._authenticate(running, environ, auth)
+            seqs = await self.running_with.services.rooms.last_seqs([uuid.UUID(r) for r in rooms])
         except Exception:
-            raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
-        state = SocketState(sid, principal, SlidingWindow(self.settings.rate_limit_socket_per_sec))
-        self.sockets[sid] = state
-        running.lifetimes.track(sid, principal)
-        self.metrics.agents_connected.set(len(self.sockets))
-        try:
-            await self.sio.enter_room(sid, agent_room(principal.agent_id), namespace=NAMESPACE)
-            room_ids = await running.services.rooms.room_ids_of(principal)
-            for room_id in room_ids:
-                await self.sio.enter_room(sid, str(room_id), namespace=NAMESPACE)
-            # Revoked or expired while the rooms were read: its end would have found no socket.
-            refused = running.lifetimes.refusal(sid, state.principal)
-            if refused is not None:
-                raise refused
-            rooms = [str(r) for r in room_ids]
-            await self.sio.emit(
-                "connected",
-                {"agentId": state.agent_id, "rooms": rooms},
-                to=sid,
-                namespace=NAMESPACE,
-            )
-        except Exception as exc:
-            self.sockets.pop(sid, None)
-            running.lifetimes.forget(sid)
-            self.metrics.agents_connected.set(len(self.sockets))
-            reason = exc.code if isinstance(exc, AppError) else "internal"
-            if not isinstance(exc, AppError):
-                log.error("connect failed: %s", type(exc).__name__)
-            raise socketio.exceptions.ConnectionRefusedError(reason) from None
-        self.admission.authenticated(environ)
+            for room in rooms:  # started again by the next socket (or resync) that needs it
+                self.delivery.close(room)
+            raise
+        for room in rooms:
+            self.delivery.ready(room, seqs.get(uuid.UUID(room), 0))
 
-    @staticmethod
-    def _authenticate(running: Running, environ: dict[str, Any], auth: Any) -> Principal:
-        token = auth.get("token") if isinstance(auth, dict) else None
-        if not token:
-            query = parse_qs(environ.get("QUERY_STRING", ""))
-            token = (query.get("token") or [None])[0]
-        if not isinstance(token, str) or not token:
-            raise InvalidRequest("no token")
-        return running.services.auth.authenticate(token)
+    def _cluster_entry(self, kind: str, data: Any) -> None:
+        """Another node's announcement, read from the stream."""
+        running = self.running_with
+        if running is None:
+            return
+        if kind == bus.MESSAGES and self.delivery is not None:
+            for message in data:
+                self.delivery.offer(message)
+        elif kind == bus.MEMBER_ADDED:
+            agent_id, room = data["agentId"], data["room"]
+            running.services.rooms.memberships.added(uuid.UUID(agent_id), uuid.UUID(room["id"]))
+            self._add_here(agent_id, room)
+        elif kind == bus.MEMBER_REMOVED:
+            agent_id, room_id = data["agentId"], data["roomId"]
+            running.services.rooms.memberships.removed(uuid.UUID(agent_id), uuid.UUID(room_id))
+            self._remove_here(agent_id, room_id)
+        elif kind == bus.REVOKED:
+            running.services.auth.revocations.learn(uuid.UUID(data))
+        elif kind == bus.PRESENCE:
+            self.presence.dirty(str(data))
 
-    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
-        state = self.sockets.pop(sid, None)
-        self.metrics.agents_connected.set(len(self.sockets))
-        if self._running is not None:
-            self._running.lifetimes.forget(sid)
-        if state is not None:
-            for room_id in list(state.joined):
-                self._leave_presence(state, room_id)
+    async def _resync(self, reason: str) -> None:
+        """Make this node agree with the database after notifications may have been lost:
+        each room's delivery up to its last seq, and its sockets' rooms to their memberships."""
+        running, delivery = self.running_with, self.delivery
+        if running is None or delivery is None:
+            return
+        for room in delivery.rooms():
+            if not self.fanout.occupied(room):
+                delivery.close(room)
+        rooms = [r for r in delivery.rooms() if delivery.delivered(r) is not None]
+        seqs = await running.services.rooms.last_seqs([uuid.UUID(r) for r in rooms])
+        for room_id, last_seq in seqs.items():
+            delivery.behind(str(room_id), last_seq)
+        await self._reconcile_rooms(running)
 
-    # ---- events ----
+    async def _reconcile_rooms(self, running: Running) -> None:
+        states = list(self.sockets.values())
+        agents = sorted({s.principal.agent_id for s in states})
+        if not agents:
+            return
+        pairs = await running.services.rooms.memberships_of(agents)
+        truth = {(str(a), str(r)) for a, r in pairs}
+        missing: dict[str, set[str]] = {}
+        for state in states:
+            if state.sid not in self.sockets:
+                continue
+            have = {r for r in self.fanout.rooms_of(state.sid) if _is_room_id(r)}
+            for room_id in have:
+                if (state.agent_id, room_id) not in truth:
+                    log.info("a removal was missed; applied from the database")
+                    running.services.rooms.memberships.removed(
+                        state.principal.agent_id, uuid.UUID(room_id)
+                    )
+                    self._remove_here(state.agent_id, room_id)
+            for agent_id, room_id in truth:
+                if agent_id == state.agent_id and room_id not in have:
+                    missing.setdefault(room_id, set()).add(agent_id)
+        if missing:
+            rooms = await running.services.rooms.rooms_by_id([uuid.UUID(r) for r in missing])
+            for room in rooms:
+                data = room.model_dump(mode="json", by_alias=True)
+                for agent_id in missing.get(data["id"], ()):
+                    if self._sockets_of(agent_id) and not all(
+                        data["id"] in self.fanout.rooms_of(s.sid)
+                        for s in self._sockets_of(agent_id)
+                    ):
+                        self._add_here(agent_id, data)
 
-    def _dispatcher(self, event: str) -> Callable[..., Awaitable[Ack | None]]:
-        handler = self._handlers[event]
-        latency = self.metrics.websocket_latency.labels(event)
+    # ---- readiness and metrics ----
 
-        async def dispatch(sid: str, *args: Any) -> Ack | None:
-            started = time.perf_counter()
-            try:
-                return await run(sid, *args)
-            finally:
-                latency.observe(time.perf_counter() - started)
-
-        async def run(sid: str, *args: Any) -> Ack | None:
-            state = self.sockets.get(sid)
-            running = self._running
-            if state is None or running is None:  # (a socket is only accepted while running)
-                return None
-            state.last_active = time.monotonic()
-            if self.draining:
-                return error_ack(Unavailable("the server is shutting down; reconnect shortly"))
-            ended = running.lifetimes.refusal(sid, state.principal)
-            if ended is not None:
-                return error_ack(ended)
-            if not state.window.allow():
-                self.metrics.rate_limited("socket")
-                limit = self.settings.rate_limit_socket_per_sec
-                return error_ack(RateLimited(f"more than {limit} events per second", 1))
-            payload = args[0] if args else None
-            self._inflight += 1
-            try:
-                if not isinstance(payload, dict):
-                    raise InvalidRequest("payload must be an object")
-                return await handler(running, state, payload)
-            except AppError as exc:
-                return error_ack(exc)
-            except Exception as exc:
-                log.error("%s failed: %s", event, type(exc).__name__)
-                return error_ack(AppError())
-            finally:
-                self._inflight -= 1
-
-        return dispatch
-
-    @staticmethod
-    def _room_ref(payload: dict[str, Any]) -> str:
-        ref = payload.get("roomId")
-        if not isinstance(ref, str) or not ref:
-            raise InvalidRequest("field 'roomId' is required (a room id or slug)")
-        if len(ref) > 64:
-            raise NotFound(f"room '{clip(ref)}' does not exist")
-        return ref
-
-    async def _message_send(
-        self, running: Running, state: SocketState, payload: dict[str, Any]
-    ) -> Ack:
-        message, _ = await running.services.messages.send(
-            state.principal,
-            self._room_ref(payload),
-            payload.get("body"),
-            payload.get("clientMsgId"),
-        )
-        return {"ok": True, "message": message}
-
-    async def _room_join(
-        self, running: Running, state: SocketState, payload: dict[str, Any]
-    ) -> Ack:
-        # Joining is rare and starts presence: confirmed with the database, so that it answers
-        # `unavailable` while the database is away rather than from this process's memory.
-        room_id = str(
-            await running.services.rooms.member_room_id(
-                state.principal, self._room_ref(payload), cached=False
-            )
-        )
-        state.joined.add(room_id)
-        self.presence.add(room_id, state.agent_id, state.sid)
-        self._publish_presence(room_id)
-        return {"ok": True, "present": self.presence.present(room_id)}
-
-    async def _room_leave(
-        self, running: Running, state: SocketState, payload: dict[str, Any]
-    ) -> Ack:
-        room = await running.services.rooms.find(self._room_ref(payload))
-        self._leave_presence(state, str(room.id))
-        return {"ok": True}
-
-    async def _session_renew(
-        self, running: Running, state: SocketState, payload: dict[str, Any]
-    ) -> Ack:
-        lifetimes = running.lifetimes
-        state.principal = lifetimes.renew(state.sid, state.principal, payload)
-        return {"ok": True, "expiresAt": lifetimes.expires_at(state.principal)}
-
-    # ---- presence ----
-
-    def _leave_presence(self, state: SocketState, room_id: str) -> None:
-        if room_id in state.joined:
-            state.joined.discard(room_id)
-            self.presence.remove(room_id, state.agent_id, state.sid)
-            self._publish_presence(room_id)
-
-    def _publish_presence(self, room_id: str) -> None:
-        present = self.presence.changed(room_id)
-        if present is not None:
-            self._fanout("presence:update", {"roomId": room_id, "present": present}, room_id)
+    @property
+    def cluster_alive(self) -> bool | None:
+        """None on one node without Redis; else whether the stream reader is alive."""
+        return None if self.cluster is None else self.cluster.alive
 
     def _heartbeat_seen(self, sid: str) -> bool:
         """Whether the transport's last ping was answered (engine.io clears `last_ping` on a
@@ -438,20 +390,6 @@ class Hub:
         eio_sid = self.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
         sock = self.sio.eio.sockets.get(eio_sid) if eio_sid else None
         return sock is not None and not sock.closed and sock.last_ping is None
-
-    async def _prune_presence(self) -> None:
-        ttl = self.settings.presence_ttl_seconds
-        while True:
-            await asyncio.sleep(self.settings.presence_sweep_seconds)
-            now = time.monotonic()
-            for state in list(self.sockets.values()):
-                if not state.joined:
-                    continue
-                if self._heartbeat_seen(state.sid):
-                    state.last_active = now
-                elif now - state.last_active > ttl:
-                    for room_id in list(state.joined):
-                        self._leave_presence(state, room_id)
 
     def active_rooms(self) -> int:
         """Rooms with at least one connected socket (the seed's `rooms_active`)."""

@@ -83,6 +83,33 @@ class RoomService:
         self.memberships.learned(actor.agent_id, room_ids, since)
         return room_ids
 
+    async def last_seqs(self, room_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """Each room's last seq now: where live delivery of a room starts on a node
+        (realtime/delivery.py), and what a node that missed notifications repairs up to."""
+        if not room_ids:
+            return {}
+        async with self.db.read() as conn:
+            return await store.last_seqs(conn, room_ids)
+
+    async def memberships_of(self, agent_ids: list[uuid.UUID]) -> set[tuple[uuid.UUID, uuid.UUID]]:
+        """The (agent, room) memberships of these agents, read from the database (the truth a
+        node reconciles its sockets' rooms with after it may have missed notifications)."""
+        if not agent_ids:
+            return set()
+        since = self.memberships.mark()
+        async with self.db.read() as conn:
+            pairs = await store.memberships_of(conn, agent_ids)
+        for agent_id in agent_ids:
+            self.memberships.learned(agent_id, [r for a, r in pairs if a == agent_id], since)
+        return pairs
+
+    async def rooms_by_id(self, room_ids: list[uuid.UUID]) -> list[RoomPublic]:
+        async with self.db.read() as conn:
+            rows = [
+                await store.get_with_membership(conn, str(r), uuid.UUID(int=0)) for r in room_ids
+            ]
+        return [room_out(found[0]) for found in rows if found is not None]
+
     def _member_added(self, agent_id: uuid.UUID, room: RoomPublic) -> None:
         """After the commit: known here first, then announced."""
         self.memberships.added(agent_id, room.id)

@@ -56,6 +56,22 @@ async def room_ids_for_agent(conn: AsyncConnection, agent_id: uuid.UUID) -> list
     return list((await conn.execute(stmt)).scalars())
 
 
+async def last_seqs(conn: AsyncConnection, room_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """Each room's last seq (the rooms that exist among `room_ids`)."""
+    stmt = sa.select(rooms.c.id, rooms.c.last_seq).where(rooms.c.id.in_(list(room_ids)))
+    return {row.id: row.last_seq for row in await conn.execute(stmt)}
+
+
+async def memberships_of(
+    conn: AsyncConnection, agent_ids: Sequence[uuid.UUID]
+) -> set[tuple[uuid.UUID, uuid.UUID]]:
+    """The (agent id, room id) memberships of these agents."""
+    stmt = sa.select(room_members.c.agent_id, room_members.c.room_id).where(
+        room_members.c.agent_id.in_(list(agent_ids))
+    )
+    return {(row.agent_id, row.room_id) for row in await conn.execute(stmt)}
+
+
 async def insert(
     conn: AsyncConnection, slug: str, name: str, created_by: uuid.UUID
 ) -> dict[str, Any]:

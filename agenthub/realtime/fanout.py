@@ -1,0 +1,55 @@
+"""Putting events on this process's sockets: encoded once, queued at once, in call order.
+
+Everything the hub emits to rooms goes through `Fanout.emit`, synchronously: it encodes the
+packet once and puts it straight on each recipient's engine.io queue (what python-socketio
+does per recipient, minus a task and an await each). So a burst of emits reaches every socket
+in the order of the calls: messages committed in seq order leave in seq order, and a
+`room:added` queued before a message is received before it.
+
+Only this process's sockets: another node's sockets get the same events through that node's
+own fan-out (realtime/cluster.py carries the notifications between nodes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import engineio
+import orjson
+import socketio
+
+NAMESPACE = "/agents"
+
+
+def agent_room(agent_id: Any) -> str:
+    """The Socket.IO room holding every socket of one agent."""
+    return f"agent:{agent_id}"
+
+
+class Fanout:
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self.sio = sio
+
+    def emit(self, event: str, data: Any, room: str) -> None:
+        """Emit `event` to every socket in `room` of this process, now, in call order."""
+        # Socket.IO v5 text encoding of an EVENT packet: type, namespace, JSON array.
+        encoded = f"{socketio.packet.EVENT}{NAMESPACE}," + orjson.dumps([event, data]).decode()
+        frame = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
+        sockets = self.sio.eio.sockets
+        for _sid, eio_sid in self.sio.manager.get_participants(NAMESPACE, room):
+            sock = sockets.get(eio_sid)
+            if sock is not None and not sock.closed:
+                sock.queue.put_nowait(frame)
+
+    def enter(self, sid: str, room: str) -> None:
+        self.sio.manager.basic_enter_room(sid, NAMESPACE, room)
+
+    def leave(self, sid: str, room: str) -> None:
+        self.sio.manager.basic_leave_room(sid, NAMESPACE, room)
+
+    def occupied(self, room: str) -> bool:
+        """Whether any socket of this process is in `room`."""
+        return bool(self.sio.manager.rooms.get(NAMESPACE, {}).get(room))
+
+    def rooms_of(self, sid: str) -> list[str]:
+        return [r for r in self.sio.manager.get_rooms(sid, NAMESPACE) if r != sid]

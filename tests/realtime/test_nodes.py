@@ -1,0 +1,210 @@
+"""Several `agenthub serve` nodes on one PostgreSQL and one Redis act as one hub: messages,
+membership changes, revocations and presence cross nodes (docs/adr/0007-*)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.realtime.nodes import (
+    Socket,
+    assert_all_once_in_order,
+    metric,
+    nodes,
+    pg_database,
+    shared_redis_url,
+    sockets,
+)
+from tests.support import Server, start_server, stop_process
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    with pg_database() as url:
+        yield url
+
+
+@pytest.fixture
+def two(pg_url: str, tmp_path: Path) -> Iterator[list[Server]]:
+    with nodes(pg_url, tmp_path, shared_redis_url()) as pair:
+        yield pair
+
+
+async def test_messages_sent_on_either_node_reach_every_socket_once_in_seq_order(
+    two: list[Server],
+) -> None:
+    a, b = two
+    alice, bob, carol = a.new_agent(), a.new_agent(), a.new_agent()
+    room = a.new_room(alice, bob, carol)
+    async with sockets((a, alice), (b, bob), (b, carol)) as (on_a, on_b, carol_b):
+        # Concurrent senders on both nodes, over Socket.IO and HTTP: the nodes' writers
+        # interleave in the room's seq, and each node hears the other's through Redis.
+        async def over_socket(s: Socket, n: int) -> list[int]:
+            acks = [await s.send(room["id"], f"{s.agent.name} {i}") for i in range(n)]
+            assert all(ack["ok"] for ack in acks), acks
+            return [ack["message"]["seq"] for ack in acks]
+
+        async def over_http(node: Server, n: int) -> list[int]:
+            seqs = []
+            async with httpx.AsyncClient(base_url=node.base_url, timeout=15) as http:
+                for i in range(n):
+                    r = await http.post(
+                        f"/api/v1/rooms/{room['slug']}/messages",
+                        json={"body": f"http {i}"},
+                        headers={"Authorization": f"Bearer {carol.jwt}"},
+                    )
+                    assert r.status_code == 201, r.text
+                    seqs.append(r.json()["seq"])
+            return seqs
+
+        results = await asyncio.gather(
+            over_socket(on_a, 40), over_socket(on_b, 40), over_http(a, 20), over_http(b, 20)
+        )
+        acked = {seq for seqs in results for seq in seqs}
+        assert acked == set(range(1, 121))
+        for s in (on_a, on_b, carol_b):
+            await s.until(lambda s=s: len(s.seqs(room["id"])) >= 120, "120 messages")
+        await asyncio.sleep(0.3)  # room for a repeat to show up (none may)
+        for s in (on_a, on_b, carol_b):
+            assert_all_once_in_order(s, room["id"], acked)
+    for node in two:
+        assert metric(node, "agenthub_cluster_reader_up") == 1.0
+        async with httpx.AsyncClient(timeout=10) as http:
+            r = await http.get(f"{node.base_url}/readyz")
+        assert r.json() == {"status": "ready", "checks": {"db": "ok", "redis": "ok"}}
+
+
+async def test_membership_changes_cross_nodes_and_a_removed_member_is_refused_on_b(
+    two: list[Server],
+) -> None:
+    a, b = two
+    alice, bob = a.new_agent(), a.new_agent()
+    room = a.new_room(alice)
+    async with sockets((b, bob), (a, alice)) as (bob_b, alice_a):
+        # Added through node A: bob's socket on node B is put in the room and told.
+        r = alice.post(f"/api/v1/rooms/{room['slug']}/members", {"agent": bob.name})
+        assert r.status_code == 201, r.text
+        await bob_b.until(lambda: bool(bob_b.named("room:added")), "room:added on node B")
+        assert bob_b.named("room:added")[0]["id"] == room["id"]
+        ack = await alice_a.send(room["id"], "welcome")
+        await bob_b.until(lambda: bob_b.seqs(room["id"]) == [ack["message"]["seq"]], "welcome")
+        ack = await bob_b.send(room["id"], "thanks")
+        assert ack["ok"], ack
+
+        # Removed through node A: bob's socket on node B leaves, and node B refuses his sends
+        # from the moment it is told, over Socket.IO and HTTP.
+        r = a.admin.delete(f"/api/v1/rooms/{room['slug']}/members/{bob.name}")
+        assert r.status_code == 204, r.text
+        await bob_b.until(lambda: bool(bob_b.named("room:removed")), "room:removed on node B")
+        ack = await bob_b.send(room["id"], "still here?")
+        assert ack == {
+            "ok": False,
+            "error": {"code": "forbidden", "message": ack["error"]["message"]},
+        }
+        async with httpx.AsyncClient(timeout=10) as http:
+            r = await http.post(
+                f"{b.base_url}/api/v1/rooms/{room['slug']}/messages",
+                json={"body": "over http?"},
+                headers={"Authorization": f"Bearer {bob.jwt}"},
+                timeout=10,
+            )
+        assert r.status_code == 403, r.text
+        ack = await alice_a.send(room["id"], "after the removal")
+        await alice_a.until(
+            lambda: ack["message"]["seq"] in alice_a.seqs(room["id"]), "alice's own message"
+        )
+        await asyncio.sleep(0.3)
+        assert ack["message"]["seq"] not in bob_b.seqs(room["id"])
+        bodies = [
+            m["body"]
+            for m in alice.get(f"/api/v1/rooms/{room['slug']}/messages").json()["messages"]
+        ]
+        assert "still here?" not in bodies
+        assert "over http?" not in bodies
+
+
+async def test_a_token_revoked_on_one_node_ends_its_sockets_on_the_other(
+    two: list[Server],
+) -> None:
+    a, b = two
+    bob = a.new_agent()
+    async with sockets((b, bob)) as (bob_b,):
+        tokens = a.admin.get(f"/api/v1/agents/{bob.name}/tokens").json()["tokens"]
+        r = a.admin.delete(f"/api/v1/tokens/{tokens[0]['prefix']}")
+        assert r.status_code == 204, r.text
+        await bob_b.until(lambda: bool(bob_b.named("session:ended")), "session:ended on node B")
+        assert bob_b.named("session:ended")[0]["reason"] == "revoked"
+        await bob_b.until(lambda: bob_b.gone, "disconnected")
+
+
+async def test_presence_is_shared_and_a_killed_node_drops_out_within_the_ttl(
+    two: list[Server],
+) -> None:
+    a, b = two
+    alice, bob = a.new_agent(), a.new_agent()
+    room = a.new_room(alice, bob)
+    async with sockets((a, alice), (b, bob)) as (alice_a, bob_b):
+        ack = await alice_a.call("room:join", {"roomId": room["id"]})
+        assert ack == {"ok": True, "present": [alice.id]}
+        ack = await bob_b.call("room:join", {"roomId": room["slug"]})
+        assert ack == {"ok": True, "present": sorted([alice.id, bob.id])}
+        both = sorted([alice.id, bob.id])
+        for s in (alice_a, bob_b):
+            await s.until(
+                lambda s=s: any(u["present"] == both for u in s.named("presence:update")),
+                "both present, on each node",
+            )
+        # Node B dies without a word: its socket's presence expires (PRESENCE_TTL_SECONDS=3).
+        b.proc.send_signal(signal.SIGKILL)
+        b.proc.wait(10)
+        await alice_a.until(
+            lambda: alice_a.named("presence:update")[-1]["present"] == [alice.id],
+            "bob gone from node A's presence",
+        )
+
+
+def test_one_node_on_sqlite_with_redis_serves_presence_and_messages(tmp_path: Path) -> None:
+    """Redis with SQLite is a single node (rate limits, presence and the stream all work)."""
+    url = shared_redis_url()
+
+    async def run(node: Server) -> None:
+        alice, bob = node.new_agent(), node.new_agent()
+        room = node.new_room(alice, bob)
+        async with sockets((node, alice), (node, bob)) as (alice_s, bob_s):
+            ack = await alice_s.call("room:join", {"roomId": room["id"]})
+            assert ack == {"ok": True, "present": [alice.id]}
+            acked = set()
+            for i in range(20):
+                ack = await (alice_s if i % 2 else bob_s).send(room["id"], f"m{i}")
+                acked.add(ack["message"]["seq"])
+            for s in (alice_s, bob_s):
+                await s.until(lambda s=s: len(s.seqs(room["id"])) == 20, "20 messages")
+                assert_all_once_in_order(s, room["id"], acked)
+
+    prefix = "t" + tmp_path.name[-12:].replace("_", "")
+    node = start_server(
+        "sqlite",
+        f"sqlite:///{tmp_path / 'agenthub.db'}",
+        tmp_path / "node",
+        REDIS_URL=url,
+        REDIS_KEY_PREFIX=prefix,
+    )
+    try:
+        asyncio.run(run(node))
+        async with httpx.AsyncClient(timeout=10) as http:
+            r = await http.get(f"{node.base_url}/readyz")
+        assert r.json() == {"status": "ready", "checks": {"db": "ok", "redis": "ok"}}
+    finally:
+        node.api.close()
+        stop_process(node.proc)
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
