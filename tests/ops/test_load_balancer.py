@@ -4,11 +4,11 @@ long-polling sessions stay on their node, websocket-only connections spread over
 nodes see each client's own address, and messages flow between clients on different nodes.
 
 nginx runs as a child of the test (`-p PREFIX -c CONF`, every path in a temporary folder, no root
-needed), in front of two `agenthub serve` on one fresh PostgreSQL database and one Redis server
-of the test's own. The shipped file is rendered for loopback ports by replacing only its upstream
-`server` lines and its `listen` line; the rendering fails when those lines are not found, so the
-file under test is the one that ships. AGENTHUB_REQUIRE_NGINX=1 (as `.ci/run` sets) turns a
-missing nginx into a failure.
+needed), in front of two `agenthub serve` on one fresh PostgreSQL database and the machine's
+Redis under a key prefix of the test's own. The shipped file is rendered for loopback ports by
+replacing only its upstream `server` lines and its `listen` line; the rendering fails when those
+lines are not found, so the file under test is the one that ships. AGENTHUB_REQUIRE_NGINX=1 (as
+`.ci/run` sets) turns a missing nginx into a failure.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import pytest
 import websockets.sync.client
 
 from tests.databases import fresh_pg_database, pg_reachable
+from tests.realtime.nodes import drop_prefix, shared_redis_url
 from tests.realtime.test_js_client import JS_DIR, node_ready
 from tests.support import (
     Agent,
@@ -40,13 +41,13 @@ from tests.support import (
     loopback_address,
     start_server,
     stop_process,
+    uniq,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "deploy" / "nginx" / "agenthub.conf"
 REQUIRE_NGINX = os.environ.get("AGENTHUB_REQUIRE_NGINX") == "1"
 REQUIRE_PG = os.environ.get("AGENTHUB_REQUIRE_PG") == "1"
-REQUIRE_REDIS = os.environ.get("AGENTHUB_REQUIRE_REDIS") == "1"
 WAIT = 20.0  # seconds: the bound on any single expected state
 MESSAGES = 30
 UPSTREAM_LINE = re.compile(r"^(\s*)server agenthub-\d:3000( .*)?;$", re.MULTILINE)
@@ -157,36 +158,6 @@ def nginx(prefix: Path, conf: str) -> Iterator[Nginx]:
         stop_process(proc)
 
 
-@contextlib.contextmanager
-def redis_server(workdir: Path) -> Iterator[str]:
-    """A Redis of this test's own (never the shared one): nothing of another run in it."""
-    exe = tool("redis-server", [], REQUIRE_REDIS, "AGENTHUB_REQUIRE_REDIS")
-    workdir.mkdir(parents=True)
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + WAIT
-        while True:
-            assert proc.poll() is None, "redis-server exited"
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", port), timeout=1) as s,
-            ):
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    break
-            assert time.monotonic() < deadline, "redis-server did not answer"
-            time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        stop_process(proc)
-
-
 @dataclass
 class Hub:
     nodes: list[Server]
@@ -201,12 +172,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             pytest.fail("AGENTHUB_REQUIRE_PG=1 but PostgreSQL is not reachable")
         pytest.skip("the load-balancer test runs on PostgreSQL, which is not reachable")
     root = tmp_path_factory.mktemp("lb")
-    with (
-        fresh_pg_database("lb") as database_url,
-        redis_server(root / "redis") as redis_url,
-    ):
+    redis_url = shared_redis_url()
+    prefix = uniq("lb")  # this hub's keys in the shared Redis, deleted at the end
+    with fresh_pg_database("lb") as database_url:
         env = {
             "REDIS_URL": redis_url,
+            "REDIS_KEY_PREFIX": prefix,
             "TRUSTED_PROXIES": "127.0.0.1",  # nginx reaches the nodes from 127.0.0.1
             "LOG_LEVEL": "info",
             "LOG_FORMAT": "json",
@@ -226,6 +197,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
             for node in nodes:
                 node.api.close()
                 stop_process(node.proc)
+            drop_prefix(redis_url, prefix)
 
 
 def addresses_per_node(hub: Hub) -> dict[str, str]:
