@@ -405,7 +405,7 @@ def main() -> None:
             say(json.dumps({setting.name: {target: results[setting.name][target]}})[:400])
     elapsed = time.time() - started
     facts["load average at end (1, 5, 15 min)"] = load_average()
-    command = "python -m bench.matrix" + (" --quick" if args.quick else "")
+    command = " ".join(["python -m bench.matrix", *sys.argv[1:]])
     Path(args.json_out).write_text(json.dumps({"facts": facts, "results": results}, indent=2))
     Path(args.out).write_text(report.markdown(facts, results, chosen, command, elapsed))
     say(f"wrote {args.out} and {args.json_out} in {elapsed:.0f}s")

@@ -1,7 +1,8 @@
 """Two AgentHub nodes behind nginx (Debian's package), configured by deploy/nginx/agenthub.conf,
 act as one hub: the official JS client connects through it over websocket and over long-polling,
 long-polling sessions stay on their node, websocket-only connections spread over both nodes, the
-nodes see each client's own address, and messages flow between clients on different nodes.
+nodes see each client's own address, messages flow between clients on different nodes, and
+nginx's own refusals (body too large, no node answering) keep the contract's error envelope.
 
 nginx runs as a child of the test (`-p PREFIX -c CONF`, every path in a temporary folder, no root
 needed), in front of two `agenthub serve` on one fresh PostgreSQL database and the machine's
@@ -37,6 +38,7 @@ from tests.realtime.test_js_client import JS_DIR, node_ready
 from tests.support import (
     Agent,
     Server,
+    assert_error,
     free_port,
     loopback_address,
     start_server,
@@ -149,8 +151,8 @@ def nginx(prefix: Path, conf: str) -> Iterator[Nginx]:
         while True:
             assert proc.poll() is None, (prefix / "error.log").read_text()
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
+                httpx.get(f"{url}/healthz", timeout=2)  # nginx answers (whatever the nodes do)
+                break
             assert time.monotonic() < deadline, (prefix / "error.log").read_text()
             time.sleep(0.1)
         yield Nginx(url, prefix, proc)
@@ -380,6 +382,30 @@ def test_each_node_sees_the_clients_own_address_and_metrics_stay_inside(hub: Hub
         assert time.monotonic() < deadline, "no node logged the request"
         time.sleep(0.1)
     assert [line["client"] for line in lines] == [address], lines
+
+
+def test_refusals_through_the_balancer_keep_the_contracts_envelope(
+    hub: Hub, tmp_path: Path
+) -> None:
+    """Unauthenticated, not a member, a body over the limit (refused by nginx itself), and no
+    node answering: each in docs/API.md's error envelope, never an HTML page."""
+    (alice, bob), room = agent_in_room(hub, 2)
+    outsider = hub.nodes[1].new_agent()
+    with httpx.Client(base_url=hub.lb.url, timeout=30) as c:
+        assert_error(c.get("/api/v1/agents/me"), 401, "unauthorized")
+        path = f"/api/v1/rooms/{room}/messages"
+        auth = {"Authorization": f"Bearer {outsider.jwt}"}
+        assert_error(c.post(path, json={"body": "not mine"}, headers=auth), 403, "forbidden")
+        big = b'{"body": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+        auth = {"Authorization": f"Bearer {alice.jwt}", "Content-Type": "application/json"}
+        assert_error(c.post(path, content=big, headers=auth), 413, "payload_too_large")
+    assert bob.get(path).json()["messages"] == []  # nothing stored
+    # The same file in front of a port where nothing listens.
+    dead = render(SHIPPED.read_text(), free_port(), [f"127.0.0.1:{free_port()}"] * 2)
+    with nginx(tmp_path / "dead", dead) as lb, httpx.Client(base_url=lb.url, timeout=30) as c:
+        r = c.get("/api/v1/agents/me")
+        assert_error(r, 503, "unavailable")
+        assert r.headers["retry-after"] == "5"
 
 
 def test_a_balancer_without_stickiness_breaks_long_polling(hub: Hub, tmp_path: Path) -> None:
