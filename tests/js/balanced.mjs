@@ -16,10 +16,11 @@ setTimeout(() => fail('timeout'), 60000).unref();
 
 function open({ jwt, address }) {
   const agent = new http.Agent({ localAddress: address, keepAlive: true });
+  // "default": the client's own choice, long-polling first, then the upgrade to websocket.
+  const transports = config.transport === 'default' ? {} : { transports: [config.transport], upgrade: false };
   const socket = io(`${config.url}/agents`, {
     auth: { token: jwt },
-    transports: [config.transport],
-    upgrade: false,
+    ...transports,
     reconnection: false,
     agent,
     localAddress: address,
@@ -55,6 +56,12 @@ for (let n = 0; n < config.messages; n++) {
       roomId: config.room, body: `through the balancer ${n}`, clientMsgId: `lb-${config.transport}-${n}`,
     });
     acks.push(ack.ok ? ack.message.seq : ack.error.code);
+    if (config.transport === 'default' && n === 0) {
+      // Let every socket finish its upgrade before the rest are sent (bounded by the timeout).
+      while (all.some((s) => s.socket.io.engine.transport.name !== 'websocket')) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
   } catch (err) {
     acks.push(`no ack: ${err.message}`);
   }

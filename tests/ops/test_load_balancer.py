@@ -316,6 +316,36 @@ def test_long_polling_sessions_stay_on_their_node_and_messages_cross_nodes(hub: 
     assert across["received"] == list(range(1, MESSAGES + 1)), across
 
 
+def test_the_clients_default_polling_then_upgrade_stays_on_one_node(hub: Hub) -> None:
+    """The JS client's default (and a browser's): a long-polling start, then the upgrade to
+    websocket, which carries the polling session's sid and must reach the same node."""
+    where = addresses_per_node(hub)
+    node_a, node_b = hub.upstreams
+    (alice, bob, carol), room = agent_in_room(hub, 3)
+    config = {
+        "transport": "default",
+        "room": room,
+        "messages": MESSAGES,
+        "sender": {"jwt": alice.jwt, "address": where[node_a]},
+        "receivers": [
+            {"jwt": bob.jwt, "address": where[node_a]},
+            {"jwt": carol.jwt, "address": where[node_b]},
+        ],
+    }
+    out = run_clients(hub, config, lambda sids: wait_for_counts(hub, [2, 1]))
+    assert out["acks"] == list(range(1, MESSAGES + 1)), out["acks"]
+    log = hub.lb.log()
+    for seen, node in (
+        (out["sender"], node_a),
+        *zip(out["receivers"], (node_a, node_b), strict=True),
+    ):
+        assert_survived(seen, "websocket")  # upgraded, same session
+        requests = [e for e in log if e["sid"] == seen["sid"]]
+        assert {e["transport"] for e in requests} == {"polling", "websocket"}, requests
+        assert {e["upstream"] for e in requests} == {node}, requests
+        assert seen["received"] == list(range(1, MESSAGES + 1)), seen
+
+
 def test_websocket_clients_spread_over_both_nodes_and_every_one_gets_every_message(
     hub: Hub,
 ) -> None:
