@@ -334,7 +334,15 @@ def test_the_clients_default_polling_then_upgrade_stays_on_one_node(hub: Hub) ->
     }
     out = run_clients(hub, config, lambda sids: wait_for_counts(hub, [2, 1]))
     assert out["acks"] == list(range(1, MESSAGES + 1)), out["acks"]
-    log = hub.lb.log()
+    # nginx logs a websocket when it closes: wait for the three upgrades' lines.
+    sids = {out["sender"]["sid"], *(r["sid"] for r in out["receivers"])}
+    deadline = time.monotonic() + WAIT
+    while True:
+        log = hub.lb.log()
+        if sids <= {e["sid"] for e in log if e["transport"] == "websocket"}:
+            break
+        assert time.monotonic() < deadline, "nginx did not log the upgrades"
+        time.sleep(0.1)
     for seen, node in (
         (out["sender"], node_a),
         *zip(out["receivers"], (node_a, node_b), strict=True),
