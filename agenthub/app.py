@@ -35,6 +35,7 @@ from agenthub.http.origins import parse_origins
 from agenthub.http.proxies import trust_proxies
 from agenthub.messages.http import router as messages_router
 from agenthub.observability.metrics import Metrics
+from agenthub.realtime.cluster import command_options
 from agenthub.realtime.hub import Hub
 from agenthub.rooms.http import router as rooms_router
 from agenthub.services import Services
@@ -143,8 +144,7 @@ def rate_limit_storage(settings: Settings) -> Any:
             "async+" + settings.redis_url,
             implementation="redispy",
             key_prefix=f"{settings.redis_key_prefix}:limits",
-            socket_connect_timeout=2,
-            socket_timeout=2,
+            **command_options(),
         )
     return storage_from_string("async+memory://")
 

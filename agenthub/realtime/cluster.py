@@ -36,7 +36,11 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from agenthub.observability.metrics import Metrics
 
@@ -61,14 +65,20 @@ OnEntry = Callable[[str, Any], None]
 OnResync = Callable[[str], Awaitable[None]]
 
 
+def command_options() -> dict[str, Any]:
+    """For clients of short commands (publish, presence, rate limits): every timeout bounded,
+    and a command that meets a connection Redis closed meanwhile (its `timeout` setting, a
+    restart) is tried again on a new one rather than failed."""
+    return {
+        "socket_timeout": COMMAND_TIMEOUT_S,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 2),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+    }
+
+
 def command_client(url: str) -> aioredis.Redis:
-    """A client for short commands (publish, presence): every timeout bounded."""
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=COMMAND_TIMEOUT_S,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-        health_check_interval=30,
-    )
+    return aioredis.Redis.from_url(url, **command_options())
 
 
 class Cluster:

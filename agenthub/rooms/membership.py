@@ -6,10 +6,12 @@ Kept current by this process's own membership commits (RoomService announces the
 the database says is learned on a miss (`RoomService.member_room_id`) and when a socket
 connects (`RoomService.room_ids_of`). A read that raced a removal must not put the removed
 membership back: `learned` drops what was read if any removal happened since `mark()`.
-Removals committed by another server process on the same database are not announced here, so
-an entry is trusted for `MAX_AGE_S` only: after that the next send asks the database again.
-A member removed through another node is thus refused everywhere within about a second, at
-the cost of one membership read per second per busy (agent, room).
+With several nodes on Redis, another node's removals are announced here too (the hub applies
+them as they arrive, see realtime/cluster.py), so they are refused at once. A notification can
+be lost (Redis away), so an entry is still trusted for `MAX_AGE_S` only: after that the next
+send asks the database again. A member removed through another node is thus refused
+everywhere within about a second at worst, at the cost of one membership read per second per
+busy (agent, room).
 """
 
 from __future__ import annotations

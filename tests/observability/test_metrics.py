@@ -65,6 +65,31 @@ OPS_METRICS = {
     "agenthub_db_pool_in_use": ("agenthub_db_pool_in_use", "gauge", {"pool"}),
     "agenthub_db_pool_max": ("agenthub_db_pool_max", "gauge", {"pool"}),
 }
+
+# Several nodes on Redis (realtime/cluster.py): served by every node, idle without REDIS_URL.
+CLUSTER_METRICS = {
+    "agenthub_cluster_reader_up": ("agenthub_cluster_reader_up", "gauge", set()),
+    "agenthub_cluster_reader_reconnects": (
+        "agenthub_cluster_reader_reconnects_total",
+        "counter",
+        set(),
+    ),
+    "agenthub_cluster_event_lag_seconds": (
+        "agenthub_cluster_event_lag_seconds",
+        "histogram",
+        set(),
+    ),
+    "agenthub_cluster_repaired_messages": (
+        "agenthub_cluster_repaired_messages_total",
+        "counter",
+        {"reason"},
+    ),
+    "agenthub_cluster_publish_failures": (
+        "agenthub_cluster_publish_failures_total",
+        "counter",
+        set(),
+    ),
+}
 METRICS_MD = Path(__file__).resolve().parents[2] / "docs" / "METRICS.md"
 
 Labels = frozenset[tuple[str, str]]
@@ -181,7 +206,8 @@ async def test_metrics_exposes_the_seeds_six_with_exact_names_types_and_labels(
         "the message in agenthub_messages_total",
     )
 
-    for family_name, (exposed, kind, label_names) in {**SEED_METRICS, **OPS_METRICS}.items():
+    every = {**SEED_METRICS, **OPS_METRICS, **CLUSTER_METRICS}
+    for family_name, (exposed, kind, label_names) in every.items():
         assert family_name in s.families, f"{exposed} is missing"
         family = s.families[family_name]
         assert family.type == kind, f"{exposed} is a {family.type}, not a {kind}"
@@ -191,9 +217,9 @@ async def test_metrics_exposes_the_seeds_six_with_exact_names_types_and_labels(
             seen.update(k for k in sample.labels if k != "le")
         assert seen == label_names, f"{exposed} has labels {seen}, expected {label_names}"
         assert family.samples, f"{exposed} has no samples"
-    # Nothing else under our prefix: the seed's six and the operator's, exactly.
+    # Nothing else under our prefix: the seed's six, the operator's and the nodes', exactly.
     ours = {name for name in s.families if name.startswith("agenthub_")}
-    assert ours == set(SEED_METRICS) | set(OPS_METRICS)
+    assert ours == set(SEED_METRICS) | set(OPS_METRICS) | set(CLUSTER_METRICS)
     # Histograms carry buckets, a count and a sum.
     for hist in (
         "agenthub_websocket_latency_seconds",
