@@ -250,6 +250,21 @@ def choose_targets(requested: str | None) -> tuple[list[str], str | None]:
     )
 
 
+def need_redis(
+    targets: list[str], requested: str | None, redis_server: str | None
+) -> tuple[list[str], str | None]:
+    """The two-node row needs `redis-server`: without it, the row is left out and said so, or,
+    asked for explicitly (`--targets 2nodes`), an error before anything runs."""
+    if TWO_NODES not in targets or redis_server:
+        return targets, None
+    if requested:
+        raise SystemExit("the two-node row asked for, but redis-server is not installed")
+    return [t for t in targets if t != TWO_NODES], (
+        "redis-server not found: the two-node row is left out "
+        "(Debian: apt-get install redis-server)"
+    )
+
+
 def node_ref_checkout() -> Path:
     """A writable copy of node-ref with its dependencies installed (cached between runs)."""
     node_ref_dir = node_ref_source()
@@ -388,6 +403,9 @@ def main() -> None:
     if args.only:
         chosen = [s for s in chosen if s.name in args.only.split(",")]
     targets, skipped = choose_targets(args.targets)
+    if skipped:
+        say(skipped)
+    targets, skipped = need_redis(targets, args.targets, shutil.which("redis-server"))
     if skipped:
         say(skipped)
     facts = machine_facts()

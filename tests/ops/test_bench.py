@@ -59,6 +59,18 @@ def test_the_report_says_when_node_ref_did_not_run() -> None:
 # ---- the two-node row ----
 
 
+def test_without_redis_the_two_node_row_is_left_out_and_said_so() -> None:
+    every = list(matrix.TARGETS)
+    assert matrix.need_redis(every, None, "/usr/bin/redis-server") == (every, None)
+    targets, said = matrix.need_redis(every, None, None)
+    assert matrix.TWO_NODES not in targets
+    assert said is not None
+    assert "redis-server not found" in said
+    with pytest.raises(SystemExit, match="redis-server is not installed"):
+        matrix.need_redis([matrix.TWO_NODES], "2nodes", None)
+    assert matrix.need_redis([every[1]], "pg", None) == ([every[1]], None)
+
+
 def test_two_nodes_split_each_room_into_senders_and_receivers_with_the_same_load() -> None:
     plan = Plan(rooms=2, agents=5, messages=100, window=8, rate=10)
     specs = [AgentSpec(i, f"a{i}", f"r{i // 5}", "jwt") for i in range(10)]
