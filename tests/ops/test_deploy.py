@@ -221,9 +221,9 @@ def test_scale_stack_puts_nginx_before_nodes_that_share_everything() -> None:
     assert "./deploy/nginx/agenthub.conf:/etc/nginx/conf.d/default.conf:ro" in lb["volumes"]
     assert lb["depends_on"] == {n: {"condition": "service_healthy"} for n in nodes}
     # The nodes trust exactly nginx's fixed address, inside the network's subnet.
-    address = lb["networks"]["hub"]["ipv4_address"]
+    address = lb["networks"]["default"]["ipv4_address"]
     assert parse_trusted_proxies(env["TRUSTED_PROXIES"].split(",")) == [address]
-    subnet = scale["networks"]["hub"]["ipam"]["config"][0]["subnet"]
+    subnet = scale["networks"]["default"]["ipam"]["config"][0]["subnet"]
     assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
     # nginx's upstream block names exactly these nodes, on the port they listen on.
     conf = (ROOT / "deploy" / "nginx" / "agenthub.conf").read_text()
