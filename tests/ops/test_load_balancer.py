@@ -23,7 +23,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,7 +224,9 @@ def connected_per_node(hub: Hub) -> list[int]:
     return counts
 
 
-def run_clients(hub: Hub, config: dict[str, Any], before_go: Any) -> dict[str, Any]:
+def run_clients(
+    hub: Hub, config: dict[str, Any], before_go: Callable[[list[str]], None]
+) -> dict[str, Any]:
     """balanced.mjs with `config`; `before_go(sids)` runs once every socket is connected."""
     node = node_ready()
     proc = subprocess.Popen(
@@ -296,7 +298,8 @@ def test_long_polling_sessions_stay_on_their_node_and_messages_cross_nodes(hub: 
     # sockets on this hub at the same time).
     out = run_clients(hub, config, lambda sids: wait_for_counts(hub, [2, 1]))
     assert out["acks"] == list(range(1, MESSAGES + 1)), out["acks"]
-    sender, with_sender, across = out["sender"], *out["receivers"]
+    sender = out["sender"]
+    with_sender, across = out["receivers"]
     for seen in (sender, with_sender, across):
         assert_survived(seen, "polling")
     # Every request of each session went to one node, the one its address hashes to, and each
