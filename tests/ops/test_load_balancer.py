@@ -2,7 +2,8 @@
 act as one hub: the official JS client connects through it over websocket and over long-polling,
 long-polling sessions stay on their node, websocket-only connections spread over both nodes, the
 nodes see each client's own address, messages flow between clients on different nodes, and
-nginx's own refusals (body too large, no node answering) keep the contract's error envelope.
+nginx's own refusals (body too large, no node answering) keep the contract's error envelope,
+and a node that dies is passed over.
 
 nginx runs as a child of the test (`-p PREFIX -c CONF`, every path in a temporary folder, no root
 needed), in front of two `agenthub serve` on one fresh PostgreSQL database and the machine's
@@ -167,15 +168,16 @@ class Hub:
     lb: Nginx
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+@contextlib.contextmanager
+def two_node_hub(root: Path) -> Iterator[Hub]:
+    """Two nodes on a fresh PostgreSQL database and the shared Redis (a key prefix of their
+    own, dropped at the end), behind nginx with the shipped file."""
     if not pg_reachable():
         if REQUIRE_PG:
             pytest.fail("AGENTHUB_REQUIRE_PG=1 but PostgreSQL is not reachable")
         pytest.skip("the load-balancer test runs on PostgreSQL, which is not reachable")
-    root = tmp_path_factory.mktemp("lb")
     redis_url = shared_redis_url()
-    prefix = uniq("lb")  # this hub's keys in the shared Redis, deleted at the end
+    prefix = uniq("lb")
     with fresh_pg_database("lb") as database_url:
         env = {
             "REDIS_URL": redis_url,
@@ -200,6 +202,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
                 node.api.close()
                 stop_process(node.proc)
             drop_prefix(redis_url, prefix)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    with two_node_hub(tmp_path_factory.mktemp("lb")) as shared:
+        yield shared
 
 
 def addresses_per_node(hub: Hub) -> dict[str, str]:
@@ -512,3 +520,37 @@ def _bound_socket(address: str, url: str) -> socket.socket:
     s.bind((address, 0))
     s.connect((host, int(port)))
     return s
+
+
+def test_when_a_node_dies_nginx_sends_everyone_to_the_other(tmp_path: Path) -> None:
+    """Node B killed (SIGKILL, nothing said to nginx): REST calls, long-polling handshakes from
+    an address that hashed to B, and websocket handshakes all reach node A through nginx."""
+    with two_node_hub(tmp_path) as own:
+        where = addresses_per_node(own)
+        agent = own.nodes[0].new_agent()
+        logged_before = len(own.lb.log())
+        own.nodes[1].proc.kill()
+        own.nodes[1].proc.wait(10)
+        with httpx.Client(
+            base_url=own.lb.url,
+            transport=httpx.HTTPTransport(local_address=where[own.upstreams[1]]),
+            timeout=30,
+        ) as c:
+            auth = {"Authorization": f"Bearer {agent.jwt}"}
+            statuses = [c.get("/api/v1/agents/me", headers=auth).status_code for _ in range(10)]
+            assert statuses == [200] * 10
+            opened = c.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
+            assert opened.status_code == 200, opened.text
+            assert opened.text.startswith("0{")
+        url = own.lb.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+        for _ in range(6):
+            with websockets.sync.client.connect(url, open_timeout=10) as ws:
+                assert str(ws.recv(timeout=10)).startswith("0")
+        # nginx tried the dead node, then passed the same request on to the live one; after
+        # max_fails such tries it stops asking the dead node for a while.
+        node_a, node_b = own.upstreams
+        after = own.lb.log()[logged_before:]
+        tried = [e["upstream"] for e in after if node_b in e["upstream"]]
+        assert f"{node_b}, {node_a}" in tried, tried
+        assert len(tried) <= 3, tried  # max_fails=3
+        assert all(e["upstream"] == node_a for e in after if node_b not in e["upstream"])
