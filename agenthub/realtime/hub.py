@@ -47,6 +47,7 @@ from agenthub.services import Services
 log = logging.getLogger("agenthub.realtime")
 
 CLOSE_WAIT_SECONDS = 1.0
+PUBLISH_CHUNK = 32  # messages per stream entry (a commit carries up to 512)
 
 
 class _OrJson:
@@ -100,6 +101,8 @@ class Hub:
         self._shut_down = False
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[None]] = set()
+        # Membership changes and connections seen here: see `_reconcile_rooms`.
+        self._changes = 0
         handshake, self.dispatch = Handshake(self), Dispatch(self)
         self.sio.on("connect", handshake.on_connect, namespace=NAMESPACE)
         self.sio.on("disconnect", handshake.on_disconnect, namespace=NAMESPACE)
@@ -245,7 +248,8 @@ class Hub:
         for message in messages:
             self.delivery.offer(message)
         assert self.cluster is not None
-        self.cluster.publish(bus.MESSAGES, messages)
+        for i in range(0, len(messages), PUBLISH_CHUNK):  # bounded stream entries
+            self.cluster.publish(bus.MESSAGES, messages[i : i + PUBLISH_CHUNK])
 
     def member_added(self, agent_id: uuid.UUID, room: RoomPublic) -> None:
         data = room.model_dump(mode="json", by_alias=True)
@@ -262,6 +266,7 @@ class Hub:
 
     def _add_here(self, agent_id: str, room: dict[str, Any]) -> None:
         """Put the agent's sockets of this process in the room, then tell them."""
+        self._changes += 1
         room_id = room["id"]
         mine = self._sockets_of(agent_id)
         for state in mine:
@@ -271,6 +276,7 @@ class Hub:
         self.fanout.emit("room:added", room, agent_room(agent_id))
 
     def _remove_here(self, agent_id: str, room_id: str) -> None:
+        self._changes += 1
         mine = self._sockets_of(agent_id)
         for state in mine:  # at once: nothing more of the room may reach them
             self.fanout.leave(state.sid, room_id)
@@ -291,6 +297,7 @@ class Hub:
 
     async def open_deliveries(self, rooms: list[str]) -> None:
         """A socket of this process entered these rooms: start their delivery lines."""
+        self._changes += 1
         if self.delivery is not None:
             fresh = [room for room in rooms if self.delivery.open(room)]
             if fresh:
@@ -345,37 +352,43 @@ class Hub:
         await self._reconcile_rooms(running)
 
     async def _reconcile_rooms(self, running: Running) -> None:
+        """Each socket's rooms as the database has them: what a lost notification left wrong.
+        Skipped when a membership change or a connection happened while the database was read
+        (what was read may be older than what the sockets have); the next round does it."""
         states = list(self.sockets.values())
         agents = sorted({s.principal.agent_id for s in states})
         if not agents:
             return
+        since = self._changes
         pairs = await running.services.rooms.memberships_of(agents)
-        truth = {(str(a), str(r)) for a, r in pairs}
+        if self._changes != since:
+            return
+        truth: dict[str, set[str]] = {}
+        for agent, room in pairs:
+            truth.setdefault(str(agent), set()).add(str(room))
         missing: dict[str, set[str]] = {}
         for state in states:
             if state.sid not in self.sockets:
                 continue
+            should = truth.get(state.agent_id, set())
             have = {r for r in self.fanout.rooms_of(state.sid) if _is_room_id(r)}
-            for room_id in have:
-                if (state.agent_id, room_id) not in truth:
-                    log.info("a removal was missed; applied from the database")
-                    running.services.rooms.memberships.removed(
-                        state.principal.agent_id, uuid.UUID(room_id)
-                    )
-                    self._remove_here(state.agent_id, room_id)
-            for agent_id, room_id in truth:
-                if agent_id == state.agent_id and room_id not in have:
-                    missing.setdefault(room_id, set()).add(agent_id)
+            for room_id in have - should:
+                log.info("a membership removal was missed; applied from the database")
+                running.services.rooms.memberships.removed(
+                    state.principal.agent_id, uuid.UUID(room_id)
+                )
+                self._remove_here(state.agent_id, room_id)
+            for room_id in should - have:
+                missing.setdefault(room_id, set()).add(state.agent_id)
         if missing:
             rooms = await running.services.rooms.rooms_by_id([uuid.UUID(r) for r in missing])
-            for room in rooms:
-                data = room.model_dump(mode="json", by_alias=True)
+            if self._changes != since:
+                return
+            for found in rooms:
+                data = found.model_dump(mode="json", by_alias=True)
                 for agent_id in missing.get(data["id"], ()):
-                    if self._sockets_of(agent_id) and not all(
-                        data["id"] in self.fanout.rooms_of(s.sid)
-                        for s in self._sockets_of(agent_id)
-                    ):
-                        self._add_here(agent_id, data)
+                    log.info("a membership addition was missed; applied from the database")
+                    self._add_here(agent_id, data)
 
     # ---- readiness and metrics ----
 

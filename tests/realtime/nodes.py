@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,19 @@ import socketio
 
 from tests.conftest import SERVER_ENV
 from tests.databases import fresh_pg_database, pg_reachable
-from tests.support import Agent, Server, free_port, start_server, stop_process
+from tests.support import (
+    Agent,
+    ApiClient,
+    PortTaken,
+    Server,
+    base_env,
+    cli,
+    free_port,
+    spawn_server,
+    stop_process,
+    uniq,
+    wait_ready,
+)
 
 NS = "/agents"
 WAIT = 15.0  # seconds: the bound on any single expected outcome
@@ -155,14 +169,71 @@ def nodes(
     settings = {**NODE_ENV, "REDIS_URL": redis_url, "REDIS_KEY_PREFIX": prefix, **env}
     started: list[Server] = []
     try:
-        for i in range(count):
-            started.append(start_server("postgres", database_url, workdir / f"node{i}", **settings))
+        started.extend(start_nodes(database_url, workdir, count, settings))
         yield started
     finally:
-        for node in started:
+        for node in started:  # all at once: each takes its shutdown's time
             node.api.close()
+            if node.proc.poll() is None:
+                node.proc.terminate()
+        for node in started:
             stop_process(node.proc)
         drop_prefix(redis_url, prefix)
+
+
+def start_nodes(
+    database_url: str, workdir: Path, count: int, settings: dict[str, str]
+) -> list[Server]:
+    """Like `start_server`, for several nodes at once: the first one's admin (created by the
+    CLI, which also migrates) serves them all, and the nodes start side by side."""
+    first = workdir / "node0"
+    first.mkdir(parents=True, exist_ok=True)
+    env = base_env(database_url, first, **settings)
+    admin_name = uniq("root")
+    made = cli(env, "agents", "create", admin_name, "--admin", "--json")
+    assert made.returncode == 0, made.stderr
+    with ThreadPoolExecutor(count + 1) as pool:
+        issued = pool.submit(cli, env, "tokens", "issue", admin_name, "--json")
+        spawned = [
+            pool.submit(_serve, database_url, workdir / f"node{i}", settings) for i in range(count)
+        ]
+        done = [f.result() for f in spawned]
+        token_out = issued.result()
+    assert token_out.returncode == 0, token_out.stderr
+    token = json.loads(token_out.stdout)["token"]
+    agent = json.loads(made.stdout)
+    servers = []
+    for base_url, node_env, proc, log_path in done:
+        api = ApiClient(base_url)
+        admin = Agent(agent["id"], admin_name, "admin", token, api.login(token), api, renewing=True)
+        servers.append(
+            Server("postgres", base_url, database_url, node_env, proc, log_path, api, admin)
+        )
+    return servers
+
+
+def _serve(
+    database_url: str, data_dir: Path, settings: dict[str, str]
+) -> tuple[str, dict[str, str], subprocess.Popen[bytes], Path]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = base_env(database_url, data_dir, **settings)
+    for attempt in range(3):  # a port picked free can be taken before the server binds it
+        port = free_port()
+        log_path = data_dir / f"server-{port}.log"
+        proc = spawn_server(env, port, log_path)
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(base_url, proc, log_path)
+        except PortTaken:
+            stop_process(proc)
+            if attempt == 2:
+                raise
+        except Exception:
+            stop_process(proc)
+            raise
+        else:
+            return base_url, env, proc, log_path
+    raise AssertionError("unreachable")
 
 
 class Socket:

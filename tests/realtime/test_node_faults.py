@@ -220,3 +220,37 @@ async def test_redis_idle_longer_than_the_client_timeouts(pg_url: str, tmp_path:
         for node in (a, b):
             # The readers never lost their connection: an idle read is not an error.
             assert metric(node, "agenthub_cluster_reader_reconnects_total") == 0
+
+
+async def test_what_a_node_could_not_announce_before_dying_is_repaired_from_the_database(
+    pg_url: str, tmp_path: Path
+) -> None:
+    # Redis goes away, node A commits messages and a removal (its announcements wait in its
+    # memory), then A is killed: they are lost for good. Node B learns them from the database.
+    with redis_child(tmp_path / "redis") as redis, nodes(pg_url, tmp_path, redis.url) as (a, b):
+        alice, bob = a.new_agent(), a.new_agent()
+        room = a.new_room(alice, bob)
+        other = a.new_room(alice, bob)
+        async with sockets((a, alice), (b, bob)) as (alice_a, bob_b):
+            first = await alice_a.send(room["id"], "while all is well")
+            await bob_b.until(lambda: len(bob_b.seqs(room["id"])) == 1, "the first message")
+            redis.kill()
+            acked = {first["message"]["seq"]}
+            for i in range(5):
+                ack = await alice_a.send(room["id"], f"unannounced {i}")
+                acked.add(ack["message"]["seq"])
+            r = a.admin.delete(f"/api/v1/rooms/{other['slug']}/members/{bob.name}")
+            assert r.status_code == 204, r.text
+            a.proc.send_signal(signal.SIGKILL)
+            a.proc.wait(10)
+            redis.start()  # empty: nothing of node A's is anywhere but in the database
+            await bob_b.until(lambda: set(bob_b.seqs(room["id"])) == acked, "all six messages")
+            assert_all_once_in_order(bob_b, room["id"], acked)
+            await bob_b.until(
+                lambda: {"roomId": other["id"]} in bob_b.named("room:removed"),
+                "the removal from the other room",
+            )
+            ack = await bob_b.send(other["id"], "still a member?")
+            assert ack["ok"] is False
+            assert ack["error"]["code"] == "forbidden"
+        assert metric(b, "agenthub_cluster_repaired_messages_total", reason="resync") >= 5

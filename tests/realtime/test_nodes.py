@@ -197,8 +197,7 @@ def test_one_node_on_sqlite_with_redis_serves_presence_and_messages(tmp_path: Pa
     )
     try:
         asyncio.run(run(node))
-        async with httpx.AsyncClient(timeout=10) as http:
-            r = await http.get(f"{node.base_url}/readyz")
+        r = httpx.get(f"{node.base_url}/readyz", timeout=10)
         assert r.json() == {"status": "ready", "checks": {"db": "ok", "redis": "ok"}}
     finally:
         node.api.close()
