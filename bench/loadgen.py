@@ -7,6 +7,12 @@ send->`message:new` latency percentiles, completeness (every member got every ac
 of its room exactly once, in seq order, seqs gapless), server RSS, and the CPU used by the
 server, the database and the generator itself.
 
+Across two nodes (`--receive-url`): in each room, the first half of the agents (rounded down)
+connect to `--url` and send, sending the whole room's messages between them (so the room carries
+as many messages, as many at once, as with every agent sending); the others connect to
+`--receive-url` and only receive. Delivery latency and completeness are measured on those
+receivers: every message crosses from one node to the other.
+
 Connection mode: C idle authenticated sockets; connect time and server memory per socket.
 
     python -m bench.loadgen messages --url http://127.0.0.1:3000 --admin-token agt_... \
@@ -56,6 +62,31 @@ class AgentSpec:
     agent_id: str
     room_id: str
     jwt: str
+    url: str = ""  # where its socket connects ("": the run's URL)
+    sends: int = -1  # messages it sends (-1: the plan's `messages`)
+    window: int = 0  # unacked sends at most (0: the plan's)
+    rate: float = -1.0  # sends per second (-1: the plan's)
+    measured: bool = True  # its deliveries count in the latencies
+
+
+def split_roles(plan: Plan, specs: list[AgentSpec], receive_url: str) -> list[AgentSpec]:
+    """Senders stay on the run's URL, receivers move to `receive_url`; the senders of a room
+    share its `agents x messages` sends, its window and its rate, so the offered load is the
+    single node's."""
+    senders = plan.agents // 2
+    total = plan.agents * plan.messages
+    if senders < 1 or total % senders:
+        raise ValueError(f"{plan.agents} agents x {plan.messages} messages do not split evenly")
+    share = plan.agents / senders
+    for spec in specs:
+        if spec.index % plan.agents < senders:
+            spec.sends = total // senders
+            spec.window = round(plan.window * share)
+            spec.rate = plan.rate * share
+            spec.measured = False
+        else:
+            spec.url, spec.sends = receive_url, 0
+    return specs
 
 
 @dataclass
@@ -136,8 +167,8 @@ async def _run_worker(
     receivers: list[dict[str, Any]] = []
 
     for spec in specs:
-        client = SioClient(base_url, spec.jwt)
-        state: dict[str, Any] = {"room": spec.room_id, "seqs": [], "lat": []}
+        client = SioClient(spec.url or base_url, spec.jwt)
+        state: dict[str, Any] = {"room": spec.room_id, "seqs": [], "lat": [], "spec": spec}
 
         def on_new(message: Any, state: dict[str, Any] = state) -> None:
             now = time.time()
@@ -166,13 +197,14 @@ async def _run_worker(
 
     async def send_all(spec: AgentSpec, client: SioClient) -> None:
         nonlocal acked_total
-        window = asyncio.Semaphore(plan.window)
+        window = asyncio.Semaphore(spec.window or plan.window)
+        rate = plan.rate if spec.rate < 0 else spec.rate
         pending: set[asyncio.Future[Any]] = set()
         started = time.monotonic()
-        for n in range(plan.messages):
+        for n in range(plan.messages if spec.sends < 0 else spec.sends):
             await window.acquire()
-            if plan.rate > 0:
-                delay = started + n / plan.rate - time.monotonic()
+            if rate > 0:
+                delay = started + n / rate - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
             sent = time.time()
@@ -230,7 +262,8 @@ async def _run_worker(
         dupes = len(seqs) - len(set(seqs))
         first, last = (seqs[0], seqs[-1]) if seqs else (0, 0)
         result.receivers.append((state["room"], len(seqs), in_order, dupes, first, last))
-        result.delivery_latencies += state["lat"]
+        if state["spec"].measured:
+            result.delivery_latencies += state["lat"]
     result.cpu_seconds = time.process_time() - cpu_at_go
     await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
     return result
@@ -261,10 +294,19 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def run_messages(
-    base_url: str, admin_token: str, plan: Plan, server_pid: int | None, label: str = ""
+    base_url: str,
+    admin_token: str,
+    plan: Plan,
+    server_pid: procstat.Pids,
+    label: str = "",
+    receive_url: str | None = None,
 ) -> dict[str, Any]:
+    """`server_pid`: the server's process, or every node's; `receive_url`: see the module's
+    docstring (receivers on another node)."""
     say(f"{label} set-up: {plan.rooms} rooms x {plan.agents} agents")
     specs = setup(base_url, admin_token, plan)
+    if receive_url:
+        specs = split_roles(plan, specs, receive_url)
     ctx = mp.get_context("spawn")
     ready = ctx.Barrier(plan.processes + 1)
     go = ctx.Event()
@@ -309,7 +351,7 @@ def summarize(
     results: list[dict[str, Any]],
     before: procstat.Snapshot,
     after: procstat.Snapshot,
-    server_pid: int | None,
+    server_pid: procstat.Pids,
 ) -> dict[str, Any]:
     acks = [x for r in results for x in r["ack_latencies"]]
     deliveries = [x for r in results for x in r["delivery_latencies"]]
@@ -452,7 +494,8 @@ def main() -> None:
     parser.add_argument("mode", choices=["messages", "connections"])
     parser.add_argument("--url", required=True)
     parser.add_argument("--admin-token", default=os.environ.get("AGENTHUB_ADMIN_TOKEN"))
-    parser.add_argument("--server-pid", type=int)
+    parser.add_argument("--server-pid", type=int, nargs="*", help="the server's, or every node's")
+    parser.add_argument("--receive-url", help="receivers on this node (senders on --url)")
     parser.add_argument("--rooms", type=int, default=20)
     parser.add_argument("--agents", type=int, default=5)
     parser.add_argument("--messages", type=int, default=100)
@@ -465,10 +508,12 @@ def main() -> None:
         parser.error("--admin-token (or AGENTHUB_ADMIN_TOKEN) is required")
     if args.mode == "messages":
         plan = Plan(args.rooms, args.agents, args.messages, args.window, args.rate, args.processes)
-        result = run_messages(args.url, args.admin_token, plan, args.server_pid)
+        result = run_messages(
+            args.url, args.admin_token, plan, args.server_pid, receive_url=args.receive_url
+        )
     else:
         result = run_connections(
-            args.url, args.admin_token, args.sockets, args.processes, args.server_pid
+            args.url, args.admin_token, args.sockets, args.processes, (args.server_pid or [0])[0]
         )
     print(json.dumps(result, indent=2))
 

@@ -1,6 +1,8 @@
 """The standard benchmark matrix, in one invocation: node-ref and AgentHub on the same
-PostgreSQL, then AgentHub on SQLite, each setting on a fresh server and database; writes
-docs/BENCHMARKS.md with the tables and the ratios against the targets.
+PostgreSQL, then AgentHub on SQLite, then (saturation and paced) two AgentHub nodes on one
+PostgreSQL and a Redis of their own with senders on one node and receivers on the other; each
+setting on fresh servers and a fresh database; writes docs/BENCHMARKS.md with the tables and the
+ratios against the targets.
 
     make bench                      # the whole matrix (node-ref only with AGENTHUB_NODE_REF)
     python -m bench.matrix --quick  # a smaller matrix, to try the tooling
@@ -9,10 +11,12 @@ docs/BENCHMARKS.md with the tables and the ratios against the targets.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import subprocess
@@ -75,6 +79,9 @@ class Running:
     url: str
     admin_token: str
     proc: subprocess.Popen[bytes]
+    # Two nodes: the receivers' node (the senders use `url`), and every node's process.
+    receive_url: str | None = None
+    pids: list[int] | None = None
 
 
 def free_port() -> int:
@@ -124,7 +131,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def agenthub(database_url: str, workdir: Path) -> Iterator[Running]:
+def agenthub(database_url: str, workdir: Path, nodes: int = 1) -> Iterator[Running]:
+    """AgentHub on `database_url`; with `nodes` > 1, that many nodes of one hub on a Redis of
+    their own (same JWT secret), the first started (and migrated) before the others."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTHUB_", "POSTGRES_"))}
     env.update(
         UNLIMITED,
@@ -150,13 +159,59 @@ def agenthub(database_url: str, workdir: Path) -> Iterator[Running]:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    log = workdir / "agenthub.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([*cli, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{env['PORT']}"
+    with contextlib.ExitStack() as stack:
+        if nodes > 1:
+            env["REDIS_URL"] = stack.enter_context(redis_server(workdir / "redis"))
+        started: list[tuple[str, subprocess.Popen[bytes]]] = []
+        for n in range(nodes):
+            node_env = {**env, "PORT": env["PORT"] if n == 0 else str(free_port())}
+            log = workdir / f"agenthub-{n}.log"
+            with log.open("wb") as out:
+                proc = subprocess.Popen(
+                    [*cli, "serve"], env=node_env, stdout=out, stderr=subprocess.STDOUT
+                )
+            stack.callback(stop, proc)
+            url = f"http://127.0.0.1:{node_env['PORT']}"
+            wait_ready(url, proc, log)
+            started.append((url, proc))
+        (url, proc), *others = started
+        yield Running(
+            url,
+            token,
+            proc,
+            receive_url=others[-1][0] if others else None,
+            pids=[p.pid for _, p in started],
+        )
+
+
+@contextmanager
+def redis_server(workdir: Path) -> Iterator[str]:
+    """A `redis-server` of the run's own, without persistence (nothing shared, nothing kept)."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit(
+            "the two-node rows need redis-server (Debian: apt-get install redis-server)"
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     try:
-        wait_ready(url, proc, log)
-        yield Running(url, token, proc)
+        deadline = time.monotonic() + 30
+        while True:
+            done = subprocess.run(
+                ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True, check=False
+            )
+            if done.stdout.strip() == "PONG":
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
     finally:
         stop(proc)
 
@@ -174,7 +229,7 @@ def choose_targets(requested: str | None) -> tuple[list[str], str | None]:
     """The targets to run, and a sentence to say when node-ref is left out for want of it.
 
     Asked for explicitly (`--targets node-ref`) and absent is an error, not a silent skip."""
-    keys = {"node-ref": TARGETS[0], "pg": TARGETS[1], "sqlite": TARGETS[2]}
+    keys = {"node-ref": TARGETS[0], "pg": TARGETS[1], "sqlite": TARGETS[2], "2nodes": TARGETS[3]}
     if requested:
         unknown = [k for k in requested.split(",") if k not in keys]
         if unknown:
@@ -192,6 +247,21 @@ def choose_targets(requested: str | None) -> tuple[list[str], str | None]:
     return [t for t in targets if t != TARGETS[0]], (
         f"node-ref not found ({NODE_REF_VAR} unset or not a checkout): running AgentHub's own "
         f"rows only; set {NODE_REF_VAR}=/path/to/node-ref to compare with the seed's Node server"
+    )
+
+
+def need_redis(
+    targets: list[str], requested: str | None, redis_server: str | None
+) -> tuple[list[str], str | None]:
+    """The two-node row needs `redis-server`: without it, the row is left out and said so, or,
+    asked for explicitly (`--targets 2nodes`), an error before anything runs."""
+    if TWO_NODES not in targets or redis_server:
+        return targets, None
+    if requested:
+        raise SystemExit("the two-node row asked for, but redis-server is not installed")
+    return [t for t in targets if t != TWO_NODES], (
+        "redis-server not found: the two-node row is left out "
+        "(Debian: apt-get install redis-server)"
     )
 
 
@@ -244,7 +314,15 @@ def node_ref(database_url: str, workdir: Path) -> Iterator[Running]:
 # ---------------------------------------------------------------- the matrix
 
 
-TARGETS = ("node-ref (PostgreSQL)", "AgentHub (PostgreSQL)", "AgentHub (SQLite)")
+TARGETS = (
+    "node-ref (PostgreSQL)",
+    "AgentHub (PostgreSQL)",
+    "AgentHub (SQLite)",
+    "AgentHub, 2 nodes (PostgreSQL)",
+)
+TWO_NODES = TARGETS[3]
+# The settings the two-node row runs: what the targets compare (docs/BENCHMARKS.md).
+TWO_NODE_SETTINGS = ("saturation", "paced")
 
 
 def run_one(target: str, setting: Setting, workdir: Path) -> dict[str, Any]:
@@ -253,7 +331,10 @@ def run_one(target: str, setting: Setting, workdir: Path) -> dict[str, Any]:
         ctx = agenthub(f"sqlite:///{workdir / 'bench.db'}", workdir)
         return _measure(ctx, target, setting)
     with fresh_database("nr" if target.startswith("node") else "ah") as db:
-        ctx = node_ref(db, workdir) if target.startswith("node") else agenthub(db, workdir)
+        if target.startswith("node"):
+            ctx = node_ref(db, workdir)
+        else:
+            ctx = agenthub(db, workdir, nodes=2 if target == TWO_NODES else 1)
         return _measure(ctx, target, setting)
 
 
@@ -265,7 +346,12 @@ def _measure(ctx: Any, target: str, setting: Setting) -> dict[str, Any]:
                 server.url, server.admin_token, setting.sockets, 4, server.proc.pid, label
             )
         return loadgen.run_messages(
-            server.url, server.admin_token, setting.plan, server.proc.pid, label
+            server.url,
+            server.admin_token,
+            setting.plan,
+            server.pids or server.proc.pid,
+            label,
+            receive_url=server.receive_url,
         )
 
 
@@ -294,7 +380,13 @@ def machine_facts() -> dict[str, str]:
         "postgresql": out("psql", "--version"),
         "commit": out("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load average at start (1, 5, 15 min)": load_average(),
     }
+
+
+def load_average() -> str:
+    """The machine's load (as `uptime` prints it): other work on the box shows here."""
+    return ", ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main() -> None:
@@ -303,7 +395,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small settings, to try the tooling")
     parser.add_argument("--only", help="comma-separated setting names")
-    parser.add_argument("--targets", help="comma-separated: node-ref, pg, sqlite")
+    parser.add_argument("--targets", help="comma-separated: node-ref, pg, sqlite, 2nodes")
     parser.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     parser.add_argument("--json", dest="json_out", default=str(ROOT / "bench" / "results.json"))
     args = parser.parse_args()
@@ -313,6 +405,9 @@ def main() -> None:
     targets, skipped = choose_targets(args.targets)
     if skipped:
         say(skipped)
+    targets, skipped = need_redis(targets, args.targets, shutil.which("redis-server"))
+    if skipped:
+        say(skipped)
     facts = machine_facts()
     results: dict[str, dict[str, Any]] = {}
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"agenthub-bench-{uuid.uuid4().hex[:6]}"
@@ -320,12 +415,15 @@ def main() -> None:
     for setting in chosen:
         results[setting.name] = {}
         for target in targets:
+            if target == TWO_NODES and setting.name not in TWO_NODE_SETTINGS:
+                continue
             results[setting.name][target] = run_one(
-                target, setting, work / setting.name / target[:8]
+                target, setting, work / setting.name / re.sub(r"\W+", "-", target)
             )
             say(json.dumps({setting.name: {target: results[setting.name][target]}})[:400])
     elapsed = time.time() - started
-    command = "python -m bench.matrix" + (" --quick" if args.quick else "")
+    facts["load average at end (1, 5, 15 min)"] = load_average()
+    command = " ".join(["python -m bench.matrix", *sys.argv[1:]])
     Path(args.json_out).write_text(json.dumps({"facts": facts, "results": results}, indent=2))
     from bench.search_inbox import kept_section  # its own section, written by its own run
 

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
+# A server's process, or every node's of a hub (summed), or none.
+Pids = int | Sequence[int] | None
+
+
+def _pids(pids: Pids) -> list[int]:
+    if not pids:
+        return []
+    return [pids] if isinstance(pids, int) else [p for p in pids if p]
 
 
 @dataclass
@@ -39,10 +48,11 @@ def database_pids() -> list[int]:
     return pids
 
 
-def snapshot(server_pid: int | None) -> Snapshot:
-    """CPU so far of the server, the database, and this process (workers report their own)."""
+def snapshot(server_pid: Pids) -> Snapshot:
+    """CPU so far of the server (all its nodes), the database, and this process (workers report
+    their own)."""
     return Snapshot(
-        server=cpu_seconds(server_pid) if server_pid else 0.0,
+        server=sum(cpu_seconds(p) for p in _pids(server_pid)),
         database=sum(cpu_seconds(p) for p in database_pids()),
         generator=cpu_seconds(os.getpid()),
     )
@@ -56,10 +66,11 @@ def cpu_between(before: Snapshot, after: Snapshot) -> dict[str, float]:
     }
 
 
-def rss_bytes(pid: int | None) -> int:
-    if not pid:
-        return 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+def rss_bytes(pid: Pids) -> int:
+    """Resident memory of the server (summed over its nodes)."""
+    total = 0
+    for one in _pids(pid):
+        for line in Path(f"/proc/{one}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total

@@ -5,6 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 NODE, PG, SQLITE = "node-ref (PostgreSQL)", "AgentHub (PostgreSQL)", "AgentHub (SQLite)"
+TWO_NODES = "AgentHub, 2 nodes (PostgreSQL)"
+# Above this 1-minute load average per core at the start or the end, the figures were measured
+# on a busy machine: the report says they are provisional.
+BUSY_LOAD_PER_CORE = 0.5
+TWO_NODE_TEXT = [
+    "The column **AgentHub, 2 nodes** is two AgentHub processes of one hub (one PostgreSQL",
+    "database, a Redis of their own): in every room the first half of the agents connect to node",
+    "A and send the room's messages between them (same messages, same rate and same unacked",
+    "window per room as the single node's), the other half connect to node B and only receive,",
+    "so every delivery measured crossed from node A to node B through Redis. Its latencies are",
+    "send→`message:new` on node B; its server CPU and RSS are both nodes' together.",
+    "",
+    "This machine has 2 cores for both nodes, PostgreSQL, Redis and the load generator: a second",
+    "node adds no CPU, only a second process and the Redis hop, so two nodes are not expected to",
+    "carry more than one here. The box, not the design, is the ceiling: the saturation target",
+    "asks only that two nodes keep 0.8 times one node's throughput; on machines with a core per",
+    "node, the nodes add capacity.",
+]
 
 SETTING_TEXT = {
     "saturation": "rooms x agents, every agent sends its messages as fast as acks return "
@@ -122,6 +140,22 @@ def verdicts(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
             "≤ 40",
             None if c["kb_per_socket"] is None else c["kb_per_socket"] <= 40,
         )
+    if PG in paced and TWO_NODES in paced:
+        r = _ratio(paced[TWO_NODES]["delivery_ms"]["99"], paced[PG]["delivery_ms"]["99"])
+        row(
+            "paced: 2 nodes (across) / 1 node p99 send→delivery",
+            r,
+            "≤ 2.00, delivery complete",
+            None if r is None else r <= 2 and paced[TWO_NODES]["complete"],
+        )
+    if PG in sat and TWO_NODES in sat:
+        r = _ratio(sat[TWO_NODES]["throughput"], sat[PG]["throughput"])
+        row(
+            "saturation: 2 nodes / 1 node acked msgs/s (2 cores in all)",
+            r,
+            "≥ 0.80, delivery complete",
+            None if r is None else r >= 0.8 and sat[TWO_NODES]["complete"],
+        )
     if PG in sat and SQLITE in sat:
         r = _ratio(sat[SQLITE]["throughput"], sat[PG]["throughput"])
         row(
@@ -131,6 +165,23 @@ def verdicts(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
             None if r is None else r >= 0.7,
         )
     return lines
+
+
+def busy_machine(facts: dict[str, str]) -> list[str]:
+    """A warning paragraph when the machine was loaded by other work during the run."""
+    cores = 1
+    match = [v for k, v in facts.items() if k == "cpu"]
+    if match and match[0].rsplit(",", 1)[-1].strip().split(" ")[0].isdigit():
+        cores = int(match[0].rsplit(",", 1)[-1].strip().split(" ")[0])
+    loads = [float(v.split(",")[0]) for k, v in facts.items() if k.startswith("load average") and v]
+    if not loads or max(loads) <= BUSY_LOAD_PER_CORE * cores:
+        return []
+    return [
+        "**Provisional figures:** the machine was shared with other work during this run (load",
+        f"average up to {max(loads):.2f} on {cores} cores, see Machine); re-run `make bench` on",
+        "a quiet machine before relying on them.",
+        "",
+    ]
 
 
 def markdown(
@@ -151,6 +202,7 @@ def markdown(
             "node-ref (the seed's Node stack) was not present (`AGENTHUB_NODE_REF` unset): these",
             "are AgentHub's own rows only, with no comparison. Each setting ran on a fresh",
         ]
+    busy = busy_machine(facts)
     out = [
         "# Benchmarks",
         "",
@@ -159,6 +211,8 @@ def markdown(
         "server and a fresh database, with HTTP and socket rate limits raised by configuration.",
         "The load generator (`bench/loadgen.py`) shares the CPUs with them.",
         "",
+        *busy,
+        *([*TWO_NODE_TEXT, ""] if any(TWO_NODES in r for r in results.values()) else []),
         "## Machine",
         "",
         *[f"- {k}: {v}" for k, v in facts.items()],

@@ -3,11 +3,15 @@ AGENTHUB_NODE_REF the matrix runs AgentHub's own rows and says so (no path outsi
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from bench import matrix, report
+from bench import loadgen, matrix, report
+from bench.loadgen import AgentSpec, Plan
+from tests.databases import pg_reachable
 
 
 def test_without_a_peer_the_matrix_runs_agenthub_rows_and_says_so(
@@ -15,7 +19,11 @@ def test_without_a_peer_the_matrix_runs_agenthub_rows_and_says_so(
 ) -> None:
     monkeypatch.delenv(matrix.NODE_REF_VAR, raising=False)
     targets, said = matrix.choose_targets(None)
-    assert targets == ["AgentHub (PostgreSQL)", "AgentHub (SQLite)"]
+    assert targets == [
+        "AgentHub (PostgreSQL)",
+        "AgentHub (SQLite)",
+        "AgentHub, 2 nodes (PostgreSQL)",
+    ]
     assert said is not None
     assert "node-ref not found" in said
     assert "AgentHub's own rows" in said
@@ -35,7 +43,8 @@ def test_asking_for_an_absent_peer_is_an_error(
     monkeypatch.setenv(matrix.NODE_REF_VAR, str(tmp_path / "nowhere"))
     with pytest.raises(SystemExit, match="AGENTHUB_NODE_REF"):
         matrix.choose_targets("node-ref,pg")
-    assert matrix.choose_targets("pg,sqlite") == (list(matrix.TARGETS[1:]), None)
+    assert matrix.choose_targets("pg,sqlite") == (list(matrix.TARGETS[1:3]), None)
+    assert matrix.choose_targets("2nodes") == ([matrix.TWO_NODES], None)
 
 
 def test_the_report_says_when_node_ref_did_not_run() -> None:
@@ -45,3 +54,79 @@ def test_the_report_says_when_node_ref_did_not_run() -> None:
     assert "../shared" not in alone
     both = {"saturation": {report.PG: row, report.NODE: row}}
     assert "was not present" not in report.markdown({}, both, [], "make bench", 60)
+
+
+# ---- the two-node row ----
+
+
+def test_without_redis_the_two_node_row_is_left_out_and_said_so() -> None:
+    every = list(matrix.TARGETS)
+    assert matrix.need_redis(every, None, "/usr/bin/redis-server") == (every, None)
+    targets, said = matrix.need_redis(every, None, None)
+    assert matrix.TWO_NODES not in targets
+    assert said is not None
+    assert "redis-server not found" in said
+    with pytest.raises(SystemExit, match="redis-server is not installed"):
+        matrix.need_redis([matrix.TWO_NODES], "2nodes", None)
+    assert matrix.need_redis([every[1]], "pg", None) == ([every[1]], None)
+
+
+def test_two_nodes_split_each_room_into_senders_and_receivers_with_the_same_load() -> None:
+    plan = Plan(rooms=2, agents=5, messages=100, window=8, rate=10)
+    specs = [AgentSpec(i, f"a{i}", f"r{i // 5}", "jwt") for i in range(10)]
+    split = loadgen.split_roles(plan, specs, "http://node-b")
+    senders = [s for s in split if s.sends > 0]
+    receivers = [s for s in split if s.sends == 0]
+    assert [s.index for s in senders] == [0, 1, 5, 6]
+    assert all(s.url == "" and not s.measured for s in senders)  # on the run's URL (node A)
+    assert all(s.url == "http://node-b" and s.measured for s in receivers)
+    for room in ("r0", "r1"):
+        mine = [s for s in senders if s.room_id == room]
+        # The room carries as many messages, at the same rate and window, as with 5 senders.
+        assert sum(s.sends for s in mine) == plan.agents * plan.messages
+        assert sum(s.rate for s in mine) == plan.agents * plan.rate
+        assert sum(s.window for s in mine) == plan.agents * plan.window
+    with pytest.raises(ValueError, match="do not split evenly"):
+        loadgen.split_roles(Plan(agents=5, messages=3), specs, "http://node-b")
+
+
+def test_the_report_judges_two_nodes_against_one_and_says_when_the_box_was_busy() -> None:
+    def row(throughput: float, p99: float) -> dict[str, object]:
+        return {"throughput": throughput, "complete": True, "delivery_ms": {"99": p99}}
+
+    results = {
+        "saturation": {report.PG: row(1000, 500), report.TWO_NODES: row(790, 600)},
+        "paced": {report.PG: row(500, 100), report.TWO_NODES: row(500, 150)},
+    }
+    quiet = {"cpu": "x, 2 cores", "load average at start (1, 5, 15 min)": "0.20, 0.1, 0.1"}
+    text = report.markdown(quiet, results, [], "make bench", 60)
+    assert "| paced: 2 nodes (across) / 1 node p99 send→delivery | 1.50 | ≤ 2.00" in text
+    assert "| saturation: 2 nodes / 1 node acked msgs/s (2 cores in all) | 0.79 |" in text
+    assert "| 0.79 | ≥ 0.80, delivery complete | **no** |" in text
+    assert "The box, not the design, is the ceiling" in text
+    assert "Provisional" not in text
+    busy = {**quiet, "load average at end (1, 5, 15 min)": "3.50, 2.0, 1.0"}
+    assert "**Provisional figures:**" in report.markdown(busy, results, [], "make bench", 60)
+
+
+def test_two_nodes_deliver_every_message_across_nodes(tmp_path: Path) -> None:
+    """The two-node row end to end, tiny: two nodes and a Redis of their own, senders on node
+    A, receivers on node B, every message delivered there once and in order."""
+    if not pg_reachable():
+        if os.environ.get("AGENTHUB_REQUIRE_PG") == "1":
+            pytest.fail("AGENTHUB_REQUIRE_PG=1 but PostgreSQL is not reachable")
+        pytest.skip("the two-node row runs on PostgreSQL, which is not reachable")
+    if shutil.which("redis-server") is None:
+        if os.environ.get("AGENTHUB_REQUIRE_REDIS") == "1":
+            pytest.fail("AGENTHUB_REQUIRE_REDIS=1 but redis-server is not installed")
+        pytest.skip("the two-node row needs redis-server")
+    plan = Plan(rooms=2, agents=4, messages=10, window=4, rate=20, processes=1)
+    setting = matrix.Setting("paced", plan)
+    result = matrix.run_one(matrix.TWO_NODES, setting, tmp_path)
+    assert result["failed"] == {}, result
+    assert result["problems"] == [], result
+    assert result["complete"], result
+    assert result["acked"] == plan.rooms * plan.agents * plan.messages
+    # Measured on the receivers only (half of each room): each got every message of its room.
+    receivers = plan.rooms * (plan.agents - plan.agents // 2)
+    assert result["deliveries"] == receivers * plan.agents * plan.messages

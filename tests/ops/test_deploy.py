@@ -3,6 +3,7 @@ and the development server's `--reload`."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import shutil
@@ -22,6 +23,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from agenthub.http.origins import origin_allowed, parse_origins
+from agenthub.http.proxies import parse_trusted_proxies
+from tests.ops import podman as pm
 from tests.support import base_env, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,7 +129,12 @@ def test_image_installs_only_the_lock() -> None:
 
 # ---- compose files ----
 
-COMPOSE_FILES = ["compose.lan.yml", "compose.dev.yml", "tests/containers/compose.test.yml"]
+COMPOSE_FILES = [
+    "compose.lan.yml",
+    "compose.dev.yml",
+    "compose.scale.yml",
+    "tests/containers/compose.test.yml",
+]
 
 
 def validate_compose(path: Path) -> subprocess.CompletedProcess[str]:
@@ -179,6 +187,76 @@ def test_lan_stack_listens_on_the_lan_with_secrets_from_env() -> None:
     assert example["JWT_SECRET"] == ""  # no usable default secret ships
     assert example["POSTGRES_PASSWORD"] == ""
     parse_origins(example["ALLOWED_ORIGINS"].split(","))
+
+
+def test_scale_stack_puts_nginx_before_nodes_that_share_everything() -> None:
+    """compose.scale.yml: the nodes differ only in their volumes and start order; nginx, the only
+    published service, balances over exactly the nodes, with deploy/nginx/agenthub.conf, from
+    the one address the nodes trust for X-Forwarded-For."""
+    scale = yaml.safe_load((ROOT / "compose.scale.yml").read_text())
+    services = scale["services"]
+    nodes = sorted(name for name in services if name.startswith("agenthub-"))
+    assert nodes == ["agenthub-1", "agenthub-2"]
+    first, second = (services[n] for n in nodes)
+    assert first["environment"] == second["environment"]  # one JWT_SECRET, one Redis, one DB
+    env = first["environment"]
+    for secret in ("JWT_SECRET", "POSTGRES_PASSWORD"):
+        assert env[secret].startswith("${" + secret + ":?"), env[secret]
+    assert env["REDIS_URL"] == "redis://redis:6379/0"
+    assert env["POSTGRES_HOST"] == "postgres"
+    assert env["AGENTHUB_ENV"] == "production"
+    for node in (first, second):
+        assert "ports" not in node  # reached through nginx only
+        assert "/readyz" in " ".join(node["healthcheck"]["test"])
+    assert first["depends_on"] == {
+        "postgres": {"condition": "service_healthy"},
+        "redis": {"condition": "service_healthy"},
+    }
+    # One node migrates an empty database and creates the admin before the other starts.
+    assert second["depends_on"] == {"agenthub-1": {"condition": "service_healthy"}}
+    assert first["volumes"] != second["volumes"]
+    published = sorted(name for name, svc in services.items() if "ports" in svc)
+    assert published == ["nginx"]
+    lb = services["nginx"]
+    assert "./deploy/nginx/agenthub.conf:/etc/nginx/conf.d/default.conf:ro" in lb["volumes"]
+    assert lb["depends_on"] == {n: {"condition": "service_healthy"} for n in nodes}
+    # The nodes trust exactly nginx's fixed address, inside the network's subnet.
+    address = lb["networks"]["default"]["ipv4_address"]
+    assert parse_trusted_proxies(env["TRUSTED_PROXIES"].split(",")) == [address]
+    subnet = scale["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(subnet)
+    # nginx's upstream block names exactly these nodes, on the port they listen on.
+    conf = (ROOT / "deploy" / "nginx" / "agenthub.conf").read_text()
+    upstreams = re.findall(r"^\s*server (\S+?)(?: [^;]*)?;$", conf, re.MULTILINE)
+    assert upstreams == [f"{n}:{env['PORT']}" for n in nodes]
+
+
+def test_scale_stack_passes_docker_compose_config(tmp_path: Path) -> None:
+    """docker-compose itself reads compose.scale.yml (merge keys, variables, the network)."""
+    exe = pm.ensure_compose()  # skipped when it cannot be installed, failed when required
+    env = {
+        **os.environ,
+        "POSTGRES_PASSWORD": "p" * 32,
+        "JWT_SECRET": "j" * 32,
+    }
+
+    def config(*extra: str, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(exe), "-f", str(ROOT / "compose.scale.yml"), "--project-directory",
+             str(tmp_path), "config", *extra],
+            capture_output=True, text=True, timeout=120, check=False, env=environ,
+        )  # fmt: skip
+
+    done = config(environ=env)
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)
+    nodes = [resolved["services"][n] for n in ("agenthub-1", "agenthub-2")]
+    assert nodes[0]["environment"] == nodes[1]["environment"]
+    assert nodes[0]["environment"]["JWT_SECRET"] == "j" * 32
+    # …and it refuses to go on without the secrets.
+    refused = config("--quiet", environ={k: v for k, v in env.items() if k != "JWT_SECRET"})
+    assert refused.returncode != 0
+    assert "set JWT_SECRET in .env" in refused.stderr
 
 
 # ---- systemd ----
