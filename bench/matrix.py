@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from bench import loadgen, report
+from bench import jsgen, loadgen, report
 from bench.loadgen import Plan, say
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +49,22 @@ class Setting:
     name: str
     plan: Plan | None  # None: connection mode
     sockets: int = 0
+    generator: str = "js"  # "js": bench/jsgen.py (official client); "python": bench/loadgen.py
+
+
+GENERATORS = ("js", "python")
+PYTHON_SUFFIX = " · Python generator"
+
+
+def with_generators(chosen: list[Setting], generators: list[str]) -> list[Setting]:
+    """Each setting once per generator: the official JS client's under the setting's own name
+    (the rows the targets are judged on), bench/loadgen.py's under a suffixed name."""
+    out = []
+    for setting in chosen:
+        for generator in generators:
+            name = setting.name if generator == "js" else setting.name + PYTHON_SUFFIX
+            out.append(Setting(name, setting.plan, setting.sockets, generator))
+    return out
 
 
 def settings(quick: bool) -> list[Setting]:
@@ -63,7 +79,7 @@ def settings(quick: bool) -> list[Setting]:
         Setting("saturation", Plan(rooms=20, agents=5, messages=100, window=8, processes=3)),
         Setting("paced", Plan(rooms=10, agents=5, messages=100, rate=10, processes=3)),
         Setting("fan-out", Plan(rooms=2, agents=25, messages=50, rate=5, processes=3)),
-        Setting("connections", None, sockets=5000),
+        Setting("connections", None, sockets=10000),
     ]
 
 
@@ -259,12 +275,13 @@ def run_one(target: str, setting: Setting, workdir: Path) -> dict[str, Any]:
 
 def _measure(ctx: Any, target: str, setting: Setting) -> dict[str, Any]:
     label = f"[{target} / {setting.name}]"
+    gen: Any = jsgen if setting.generator == "js" else loadgen
     with ctx as server:
         if setting.plan is None:
-            return loadgen.run_connections(
+            return gen.run_connections(  # type: ignore[no-any-return]
                 server.url, server.admin_token, setting.sockets, 4, server.proc.pid, label
             )
-        return loadgen.run_messages(
+        return gen.run_messages(  # type: ignore[no-any-return]
             server.url, server.admin_token, setting.plan, server.proc.pid, label
         )
 
@@ -304,12 +321,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small settings, to try the tooling")
     parser.add_argument("--only", help="comma-separated setting names")
     parser.add_argument("--targets", help="comma-separated: node-ref, pg, sqlite")
+    parser.add_argument(
+        "--generators",
+        default=",".join(GENERATORS),
+        help="comma-separated: js (official socket.io-client), python (bench/loadgen.py)",
+    )
     parser.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     parser.add_argument("--json", dest="json_out", default=str(ROOT / "bench" / "results.json"))
     args = parser.parse_args()
     chosen = settings(args.quick)
     if args.only:
         chosen = [s for s in chosen if s.name in args.only.split(",")]
+    generators = args.generators.split(",")
+    if unknown := [g for g in generators if g not in GENERATORS]:
+        raise SystemExit(f"unknown generator {unknown[0]!r}: choose from {', '.join(GENERATORS)}")
+    if "js" in generators and (why := jsgen.available()):
+        raise SystemExit(f"the JavaScript generator cannot run: {why} (or --generators python)")
+    chosen = with_generators(chosen, generators)
     targets, skipped = choose_targets(args.targets)
     if skipped:
         say(skipped)
@@ -326,6 +354,8 @@ def main() -> None:
             say(json.dumps({setting.name: {target: results[setting.name][target]}})[:400])
     elapsed = time.time() - started
     command = "python -m bench.matrix" + (" --quick" if args.quick else "")
+    if args.generators != ",".join(GENERATORS):
+        command += f" --generators {args.generators}"
     Path(args.json_out).write_text(json.dumps({"facts": facts, "results": results}, indent=2))
     Path(args.out).write_text(report.markdown(facts, results, chosen, command, elapsed))
     say(f"wrote {args.out} and {args.json_out} in {elapsed:.0f}s")
