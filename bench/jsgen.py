@@ -21,6 +21,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
@@ -97,7 +98,12 @@ def _expect(lines: queue.Queue[tuple[int, str]], what: str, deadline: float) -> 
 
 
 def run_messages(
-    base_url: str, admin_token: str, plan: Plan, server_pid: int | None, label: str = ""
+    base_url: str,
+    admin_token: str,
+    plan: Plan,
+    server_pid: int | None,
+    label: str = "",
+    at_go: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     say(f"{label} set-up: {plan.rooms} rooms x {plan.agents} agents (official JS client)")
     specs = setup(base_url, admin_token, plan)
@@ -121,6 +127,8 @@ def run_messages(
         for _ in procs:
             _expect(lines, "READY", deadline)
         say(f"{label} {len(specs)} sockets connected (official JS client); sending")
+        if at_go is not None:  # e.g. start a profiler, after the set-up
+            at_go()
         before = procstat.snapshot(server_pid)
         started = time.time()
         for p in procs:

@@ -19,7 +19,8 @@ const IDLE_LIMIT_MS = 10000; // give up waiting for deliveries after this long w
 const BODY_PAD = 'x'.repeat(48); // ~64-byte messages, as bench/loadgen.py
 const now = () => (performance.timeOrigin + performance.now()) / 1000;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const emit = (line) => process.stdout.write(line + '\n');
+// Resolves once written: stdout to a pipe is asynchronous, and process.exit would cut a long line.
+const emit = (line) => new Promise((resolve) => process.stdout.write(line + '\n', resolve));
 
 const lines = createInterface({ input: process.stdin });
 const waiters = [];
@@ -146,7 +147,7 @@ async function messages(job) {
   const cpu = process.cpuUsage(cpuAtGo);
   result.cpu_seconds = (cpu.user + cpu.system) / 1e6;
   emit(`P ${acked} ${delivered()}`);
-  emit('R ' + JSON.stringify(result));
+  await emit('R ' + JSON.stringify(result));
   for (const s of sockets) s.close();
 }
 
@@ -168,7 +169,7 @@ async function connections(job) {
     }
   }
   await Promise.all(Array.from({ length: job.concurrency || 50 }, lane));
-  emit('C ' + JSON.stringify({ connect_times: times, failures }));
+  await emit('C ' + JSON.stringify({ connect_times: times, failures }));
   await nextLine(); // RELEASE (or stdin closed)
   for (const s of sockets) s.close();
 }
