@@ -32,6 +32,7 @@ from bench.loadgen import Api, Plan, make_agent, percentile, say, setup, summari
 JS_DIR = Path(__file__).resolve().parent / "js"
 SCRIPT = JS_DIR / "loadgen.mjs"
 RUN_LIMIT_S = 900
+IDLE_WINDOW_S = 25  # longer than one heartbeat period (Engine.IO pings every 25 s, uvicorn's 20 s)
 
 
 def available() -> str | None:
@@ -187,7 +188,13 @@ def run_connections(
     started = time.perf_counter()
     procs = [
         _Proc(
-            {"mode": "connections", "url": base_url, "jwt": jwt, "count": n, "concurrency": 50},
+            {
+                "mode": "connections",
+                "url": base_url,
+                "jwt": jwt,
+                "count": n,
+                "concurrency": int(os.environ.get("BENCH_CONCURRENCY", "50")),
+            },
             lines,
             i,
         )
@@ -201,6 +208,10 @@ def run_connections(
         say(f"{label} {sockets} sockets open (official JS client); settling")
         time.sleep(3)
         rss_after = procstat.rss_bytes(server_pid)
+        # Idle cost: the server's CPU while every socket is open and quiet (heartbeats only).
+        idle_from = procstat.cpu_seconds(server_pid) if server_pid else 0.0
+        time.sleep(IDLE_WINDOW_S)
+        idle_cpu = (procstat.cpu_seconds(server_pid) if server_pid else 0.0) - idle_from
         for p in procs:
             p.tell("RELEASE")
     finally:
@@ -220,6 +231,7 @@ def run_connections(
         "server_rss_before_mb": round(rss_before / 2**20, 1),
         "server_rss_after_mb": round(rss_after / 2**20, 1),
         "kb_per_socket": round((rss_after - rss_before) / 1024 / held, 1) if held else None,
+        "idle_cpu_percent": round(idle_cpu / IDLE_WINDOW_S * 100, 1),
     }
 
 

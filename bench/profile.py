@@ -116,7 +116,13 @@ def _measure(
 
 def headline(result: dict[str, Any]) -> dict[str, Any]:
     if "kb_per_socket" in result:
-        keys = ("kb_per_socket", "connects_per_s", "connect_cpu_ms_per_socket", "held")
+        keys = (
+            "kb_per_socket",
+            "connects_per_s",
+            "connect_cpu_ms_per_socket",
+            "idle_cpu_percent",
+            "held",
+        )
         return {k: result.get(k) for k in keys} | {"load": result["load_average"]}
     return {
         "cpu_ms_per_msg": round(report.cpu_per_message_ms(result) or 0, 3),

@@ -86,6 +86,7 @@ def connection_table(results: dict[str, dict[str, Any]]) -> list[str]:
             lambda r: f"{_fmt(r['server_rss_before_mb'])} / {_fmt(r['server_rss_after_mb'])}",
         ),
         ("server memory per socket (KB)", lambda r: r["kb_per_socket"]),
+        ("server CPU while all sit idle (% of a core)", lambda r: r.get("idle_cpu_percent")),
     ]
     lines = ["| | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]
     for title, get in rows:
