@@ -298,7 +298,16 @@ class Database:
         try:
             async with lock, self.write_engine.connect() as conn:
                 raw = (await conn.get_raw_connection()).driver_connection
-                yield raw if self._on_query is None else _TimedDriver(raw, self._on_query)
+                try:
+                    yield raw if self._on_query is None else _TimedDriver(raw, self._on_query)
+                except Exception as exc:
+                    # SQLAlchemy never sees the driver's own errors: a connection lost under
+                    # it goes back to the pool as if alive, and one used within the last
+                    # second is not pinged (`_ping_when_idle`). Discard it here instead.
+                    if _driver_unavailable(exc) and not self.is_sqlite:
+                        with contextlib.suppress(Exception):
+                            await conn.invalidate()
+                    raise
         except Exception as exc:
             self._observe_error(exc)
             if is_unavailable(exc) or _driver_unavailable(exc):
