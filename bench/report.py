@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+# Figures of single experiments (bench/profile.py), written by hand with their load averages;
+# appended to every generated docs/BENCHMARKS.md so that a new run does not lose them.
+EXPERIMENTS = Path(__file__).resolve().parent / "EXPERIMENTS.md"
 
 NODE, PG, SQLITE = "node-ref (PostgreSQL)", "AgentHub (PostgreSQL)", "AgentHub (SQLite)"
 
@@ -58,6 +63,7 @@ def message_table(results: dict[str, dict[str, Any]]) -> list[str]:
         ("load generator CPU (s)", lambda r: r["cpu"]["generator_s"]),
         ("send phase (s)", lambda r: r["seconds"]),
         ("server RSS at end (MiB)", lambda r: r["server_rss_mb"]),
+        ("machine load average 1 / 5 / 15 min, at end", lambda r: r.get("load_average")),
     ]
     lines = ["| | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]
     for title, get in rows:
@@ -87,6 +93,7 @@ def connection_table(results: dict[str, dict[str, Any]]) -> list[str]:
         ),
         ("server memory per socket (KB)", lambda r: r["kb_per_socket"]),
         ("server CPU while all sit idle (% of a core)", lambda r: r.get("idle_cpu_percent")),
+        ("machine load average 1 / 5 / 15 min, at end", lambda r: r.get("load_average")),
     ]
     lines = ["| | " + " | ".join(targets) + " |", "|---|" + "---|" * len(targets)]
     for title, get in rows:
@@ -224,4 +231,6 @@ def markdown(
             ]
             out += message_table(res)
         out.append("")
+    if EXPERIMENTS.is_file():
+        out += [EXPERIMENTS.read_text().rstrip(), ""]
     return "\n".join(out) + "\n"
