@@ -42,7 +42,9 @@ install: $(STAMP)
 
 # The benchmark matrix (needs PostgreSQL at 127.0.0.1:5432); writes docs/BENCHMARKS.md. The seed's
 # Node server is compared only when AGENTHUB_NODE_REF names its checkout (then Node.js and npm too).
+# Its main generator is bench/js (the official socket.io-client), installed here like tests/js.
 bench: $(STAMP)
+	[ -d bench/js/node_modules/socket.io-client ] || npm ci --prefix bench/js --no-audit --no-fund --silent
 	$(BIN)/python -m bench.matrix $(BENCH_ARGS)
 
 # Search (and inbox) latency on a room of 100,000 messages, PostgreSQL and SQLite (about ten
@@ -69,4 +71,4 @@ lock: $(STAMP)
 	  --generate-hashes --quiet --custom-compile-command "make lock" -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info tests/js/node_modules
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info tests/js/node_modules bench/js/node_modules

@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from bench import loadgen, report
+from bench import jsgen, loadgen, report
 from bench.loadgen import Plan, say
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +53,22 @@ class Setting:
     name: str
     plan: Plan | None  # None: connection mode
     sockets: int = 0
+    generator: str = "js"  # "js": bench/jsgen.py (official client); "python": bench/loadgen.py
+
+
+GENERATORS = ("js", "python")
+PYTHON_SUFFIX = " · Python generator"
+
+
+def with_generators(chosen: list[Setting], generators: list[str]) -> list[Setting]:
+    """Each setting once per generator: the official JS client's under the setting's own name
+    (the rows the targets are judged on), bench/loadgen.py's under a suffixed name."""
+    out = []
+    for setting in chosen:
+        for generator in generators:
+            name = setting.name if generator == "js" else setting.name + PYTHON_SUFFIX
+            out.append(Setting(name, setting.plan, setting.sockets, generator))
+    return out
 
 
 def settings(quick: bool) -> list[Setting]:
@@ -67,7 +83,7 @@ def settings(quick: bool) -> list[Setting]:
         Setting("saturation", Plan(rooms=20, agents=5, messages=100, window=8, processes=3)),
         Setting("paced", Plan(rooms=10, agents=5, messages=100, rate=10, processes=3)),
         Setting("fan-out", Plan(rooms=2, agents=25, messages=50, rate=5, processes=3)),
-        Setting("connections", None, sockets=5000),
+        Setting("connections", None, sockets=10000),
     ]
 
 
@@ -340,19 +356,29 @@ def run_one(target: str, setting: Setting, workdir: Path) -> dict[str, Any]:
 
 def _measure(ctx: Any, target: str, setting: Setting) -> dict[str, Any]:
     label = f"[{target} / {setting.name}]"
+    gen: Any = jsgen if setting.generator == "js" else loadgen
     with ctx as server:
         if setting.plan is None:
-            return loadgen.run_connections(
+            result: dict[str, Any] = gen.run_connections(
                 server.url, server.admin_token, setting.sockets, 4, server.proc.pid, label
             )
-        return loadgen.run_messages(
-            server.url,
-            server.admin_token,
-            setting.plan,
-            server.pids or server.proc.pid,
-            label,
-            receive_url=server.receive_url,
-        )
+        elif server.receive_url is not None:
+            # Two nodes (senders on A, receivers on B): the Python generator's split roles.
+            result = loadgen.run_messages(
+                server.url,
+                server.admin_token,
+                setting.plan,
+                server.pids or server.proc.pid,
+                label,
+                receive_url=server.receive_url,
+            )
+        else:
+            result = gen.run_messages(
+                server.url, server.admin_token, setting.plan, server.proc.pid, label
+            )
+    # On a shared machine latency says little: every figure carries the load it was taken under.
+    result["load_average"] = " / ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return result
 
 
 def machine_facts() -> dict[str, str]:
@@ -396,12 +422,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small settings, to try the tooling")
     parser.add_argument("--only", help="comma-separated setting names")
     parser.add_argument("--targets", help="comma-separated: node-ref, pg, sqlite, 2nodes")
+    parser.add_argument(
+        "--generators",
+        default=",".join(GENERATORS),
+        help="comma-separated: js (official socket.io-client), python (bench/loadgen.py)",
+    )
     parser.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     parser.add_argument("--json", dest="json_out", default=str(ROOT / "bench" / "results.json"))
     args = parser.parse_args()
     chosen = settings(args.quick)
     if args.only:
         chosen = [s for s in chosen if s.name in args.only.split(",")]
+    generators = args.generators.split(",")
+    if unknown := [g for g in generators if g not in GENERATORS]:
+        raise SystemExit(f"unknown generator {unknown[0]!r}: choose from {', '.join(GENERATORS)}")
+    if "js" in generators and (why := jsgen.available()):
+        raise SystemExit(f"the JavaScript generator cannot run: {why} (or --generators python)")
+    chosen = with_generators(chosen, generators)
     targets, skipped = choose_targets(args.targets)
     if skipped:
         say(skipped)

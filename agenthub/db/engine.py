@@ -36,8 +36,14 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_CONNECT_TIMEOUT_S = 5
 PG_COMMAND_TIMEOUT_S = 15
 POOL_TIMEOUT_S = 10
-PG_POOL_SIZE = 10
-PG_MAX_OVERFLOW = 10
+# Twenty kept connections rather than ten plus ten overflow ones: overflow connections are
+# closed when checked in, so a burst of reads (e.g. many members' memberships expiring in the
+# same second, rooms/membership.py) paid a connect, TLS attempt and close each (ADR 0010).
+PG_POOL_SIZE = 20
+PG_MAX_OVERFLOW = 0
+# A pooled connection idle for longer than this is pinged before use (SQLAlchemy's pre-ping,
+# three round trips on asyncpg); one used more recently is handed out as it is (ADR 0010).
+PING_AFTER_IDLE_S = 1.0
 SQLITE_READ_POOL_SIZE = 4
 
 
@@ -110,6 +116,40 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
         conn.exec_driver_sql(begin)
 
     return engine
+
+
+_IDLE_SINCE = "agenthub.idle_since"
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
+    """`pool_pre_ping`, only for connections idle longer than `idle_s`.
+
+    The ping finds connections that died while pooled (a database restart): those are replaced
+    before use instead of failing a request. On asyncpg it costs three round trips (BEGIN, `;`,
+    ROLLBACK), which at a few hundred messages per second was most of the database work on the
+    send path. A connection checked in moments ago is as alive as one just pinged: a death
+    between the ping and the query fails the query either way (and invalidates the connection).
+    """
+    sync = engine.sync_engine
+
+    @event.listens_for(sync, "connect")
+    def _connected(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(sync, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(sync, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is not None and time.monotonic() - since <= idle_s:
+            return
+        try:
+            sync.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the pool replaces the connection and checks out again
+            raise sa.exc.DisconnectionError() from exc
 
 
 QueryObserver = Callable[[str, float], None]
@@ -199,13 +239,13 @@ class Database:
                 pool_size=PG_POOL_SIZE,
                 max_overflow=PG_MAX_OVERFLOW,
                 pool_timeout=POOL_TIMEOUT_S,
-                pool_pre_ping=True,
                 hide_parameters=True,
                 connect_args={
                     "timeout": PG_CONNECT_TIMEOUT_S,
                     "command_timeout": PG_COMMAND_TIMEOUT_S,
                 },
             )
+            _ping_when_idle(self.engine, PING_AFTER_IDLE_S)
             self.write_engine = self.engine
         if on_query is not None:
             _observe_queries(self.engine, on_query)
@@ -258,7 +298,16 @@ class Database:
         try:
             async with lock, self.write_engine.connect() as conn:
                 raw = (await conn.get_raw_connection()).driver_connection
-                yield raw if self._on_query is None else _TimedDriver(raw, self._on_query)
+                try:
+                    yield raw if self._on_query is None else _TimedDriver(raw, self._on_query)
+                except Exception as exc:
+                    # SQLAlchemy never sees the driver's own errors: a connection lost under
+                    # it goes back to the pool as if alive, and one used within the last
+                    # second is not pinged (`_ping_when_idle`). Discard it here instead.
+                    if _driver_unavailable(exc) and not self.is_sqlite:
+                        with contextlib.suppress(Exception):
+                            await conn.invalidate()
+                    raise
         except Exception as exc:
             self._observe_error(exc)
             if is_unavailable(exc) or _driver_unavailable(exc):
