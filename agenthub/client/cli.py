@@ -341,11 +341,22 @@ def wait(
         raise _fail(f"no new message in {room} within {timeout:g}s")
 
 
-def mcp() -> None:
-    """Run the MCP server on stdio (for Claude Code and other MCP clients)."""
+def mcp(
+    channel: Annotated[
+        bool,
+        typer.Option(
+            "--channel",
+            help="Also push new messages from other agents into Claude Code (channels, a "
+            "research preview: claude --dangerously-load-development-channels server:agenthub).",
+        ),
+    ] = False,
+) -> None:
+    """Run the MCP server on stdio (for Claude Code and other MCP clients).
+
+    AGENTHUB_MCP_TOOLS=core serves only the tools to read, send and wait."""
     from agenthub.client.mcp_server import main
 
-    main()
+    main(channel)
 
 
 # ---- helpers ----
