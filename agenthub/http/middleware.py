@@ -62,6 +62,8 @@ def _route_of(scope: Scope, templates: RouteTemplates | None) -> str:
     raw = str(scope.get("path", ""))
     if raw.startswith("/socket.io/"):
         return "/socket.io/"
+    if raw == "/mcp":
+        return "/mcp"
     return (templates.find(raw) if templates else None) or UNMATCHED
 
 
@@ -232,10 +234,11 @@ class RateLimitMiddleware:
     """Per client IP for requests without a valid session JWT (POST /sessions included), per
     agent with one. A verified principal is left in the request state for the routes.
 
-    Only the API (`/api/`) is counted. Socket.IO handshakes are not: a machine running many
-    agents must be able to reconnect them all at once after a restart (and a load test opens
-    thousands of sockets from one address); unauthenticated sessions are bounded by count and
-    deadline instead (realtime/admission.py)."""
+    Only the API (`/api/`) and the MCP endpoint (`/mcp`, whose API tokens `known_token` maps
+    to their agent once verified there) are counted. Socket.IO handshakes are not: a machine
+    running many agents must be able to reconnect them all at once after a restart (and a load
+    test opens thousands of sockets from one address); unauthenticated sessions are bounded by
+    count and deadline instead (realtime/admission.py)."""
 
     def __init__(
         self,
@@ -246,8 +249,10 @@ class RateLimitMiddleware:
         auth_per_min: int,
         on_storage_error: Callable[[Exception], Awaitable[None]] | None = None,
         on_refused: Callable[[], None] | None = None,
+        known_token: Callable[[str], Principal | None] | None = None,
     ) -> None:
         self.app = app
+        self.known_token = known_token
         self.limiter = limiter
         self.verify = verify
         self.unauth: RateLimitItem = RateLimitItemPerMinute(unauth_per_min)
@@ -256,7 +261,8 @@ class RateLimitMiddleware:
         self.on_refused = on_refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not str(scope["path"]).startswith("/api/"):
+        path = str(scope["path"]) if scope["type"] == "http" else ""
+        if not (path.startswith("/api/") or path == "/mcp"):
             await self.app(scope, receive, send)
             return
         principal = self._principal(scope)
@@ -289,8 +295,10 @@ class RateLimitMiddleware:
 
     def _principal(self, scope: Scope) -> Principal | None:
         token = bearer_token(_header(scope, b"authorization"))
-        if token is None or token.startswith("agt_"):  # an API token is no session
+        if token is None:
             return None
+        if token.startswith("agt_"):  # an API token is no session: known only to /mcp
+            return self.known_token(token) if self.known_token is not None else None
         try:
             return self.verify(token)
         except AppError:

@@ -25,6 +25,7 @@ import contextvars
 import importlib.metadata
 import json
 import os
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, NotRequired, Protocol, TypeVar
@@ -376,11 +377,11 @@ class Tools:
         try:
             sent = await backend.send(room, body)
         except PayloadTooLarge as exc:
-            if "field 'body'" in exc.message:  # the hub named its own limit
-                raise ToolError(
-                    hints.explain(exc, backend.url, room, None, backend.words)
-                ) from None
-            raise ToolError(_too_long(size, limit or DEFAULT_MESSAGE_LIMIT)) from None
+            # The hub names its message limit ("... exceeds N bytes"); over its request limit
+            # (1 MiB) it says only "too large": the message limit is what the model must meet.
+            named = re.search(r"field 'body' exceeds (\d+) bytes", exc.message)
+            hub_limit = int(named[1]) if named else (limit or DEFAULT_MESSAGE_LIMIT)
+            raise ToolError(_too_long(size, hub_limit)) from None
         except AgentHubError as exc:
             raise ToolError(hints.explain(exc, backend.url, room, None, backend.words)) from None
         return {"room": room, "seq": sent.seq, "id": sent.id, "createdAt": _created(sent)}
@@ -634,24 +635,32 @@ class AgentHubMCP(MCPServer[Any]):
     """MCPServer whose tool calls run on the caller's `Session` (`resolve` finds it from the
     request), and whose argument errors name the argument and the fix."""
 
-    def __init__(self, resolve: Resolve, **kwargs: Any) -> None:
+    def __init__(
+        self, resolve: Resolve, observe: Callable[[str, bool], None] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self._resolve = resolve
+        self._observe = observe  # (tool, succeeded) after each call: metrics
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context | None = None
     ) -> Any:
         if context is None:
             raise ToolError("AgentHub tools need a request context")
+        ok = False
         token = _SESSION.set(await self._resolve(context))
         try:
-            return await super().call_tool(name, arguments, context)
+            result = await super().call_tool(name, arguments, context)
+            ok = True
+            return result
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError):
                 raise ToolError(argument_error(name, exc.__cause__)) from None
             raise
         finally:
             _SESSION.reset(token)
+            if self._observe is not None:
+                self._observe(name, ok)
 
     async def run_stdio_channel(self) -> None:
         """`run_stdio_async`, declaring the experimental capability `claude/channel`: Claude
@@ -680,13 +689,21 @@ def argument_error(tool: str, error: ValidationError) -> str:
 
 
 def build_server(
-    resolve: Resolve, profile: str = FULL, instructions: str = INSTRUCTIONS
+    resolve: Resolve,
+    profile: str = FULL,
+    instructions: str = INSTRUCTIONS,
+    observe: Callable[[str, bool], None] | None = None,
 ) -> AgentHubMCP:
     """The MCP server with the tools of `profile`, each call run on `resolve(ctx)`'s session."""
     if profile not in PROFILES:
         raise ValueError(f"unknown tool profile {profile!r}")
     server = AgentHubMCP(
-        resolve, name="agenthub", instructions=instructions, version=_version(), log_level="WARNING"
+        resolve,
+        observe,
+        name="agenthub",
+        instructions=instructions,
+        version=_version(),
+        log_level="WARNING",
     )
     tools = Tools()
     for spec in tools_of(profile):

@@ -32,7 +32,8 @@ DB_ERROR_KINDS = ("unavailable", "error")
 RATE_LIMITED_TRANSPORTS = ("http", "socket")
 # Socket.IO's long-polling GETs are parked by design for up to the ping interval: timing them
 # would report the ping interval as HTTP latency.
-UNTIMED_ROUTES = frozenset({"/socket.io/"})
+# Socket.IO's polls are parked by design; an MCP request lasts as long as its tool call (a wait).
+UNTIMED_ROUTES = frozenset({"/socket.io/", "/mcp"})
 
 # (pool name, connections checked out now, the most it hands out: size plus overflow)
 PoolUsage = tuple[str, int, int]
@@ -106,6 +107,15 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.mcp_sessions = Gauge(
+            "agenthub_mcp_sessions", "MCP sessions open on the /mcp endpoint", registry=r
+        )
+        self.mcp_tool_calls = Counter(
+            "agenthub_mcp_tool_calls_total",
+            "MCP tool calls on the /mcp endpoint, by tool and outcome (ok or error)",
+            ["tool", "outcome"],
+            registry=r,
+        )
         # Counters start at 0 for every label value, so that rate() sees the first increase
         # and an alert on them has a series to evaluate before anything goes wrong.
         for kind in DB_ERROR_KINDS:
@@ -128,6 +138,10 @@ class Metrics:
         for name, ok in checks.items():
             self.dependency_up.labels(name).set(1 if ok else 0)
         self.ready.set(1 if all(checks.values()) else 0)
+
+    def mcp_tool_call(self, tool: str, ok: bool) -> None:
+        """`tool` is one of the server's own tool names (an unknown name never gets here)."""
+        self.mcp_tool_calls.labels(tool, "ok" if ok else "error").inc()
 
     def rate_limited(self, transport: str) -> None:
         self.rate_limit_refusals.labels(transport).inc()

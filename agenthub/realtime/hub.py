@@ -37,6 +37,7 @@ from agenthub.errors import (
 from agenthub.http.origins import origin_allowed, parse_origins
 from agenthub.observability.metrics import Metrics
 from agenthub.realtime.admission import Admission
+from agenthub.realtime.commits import CommitSignals
 from agenthub.realtime.presence import Presence
 from agenthub.realtime.ratelimit import SlidingWindow
 from agenthub.realtime.sessions import SessionLifetimes
@@ -122,6 +123,10 @@ class Hub:
         self._running: Running | None = None
         self.sockets: dict[str, SocketState] = {}
         self.presence = Presence()
+        # Presence held by something other than a socket (an open MCP session over HTTP):
+        # key -> (agent id, rooms held). Joined and left by its owner, see `hold_presence`.
+        self._holders: dict[str, tuple[str, set[str]]] = {}
+        self.commits = CommitSignals()
         self._inflight = 0
         self._polls: set[asyncio.Task[Any]] = set()
         self.draining = False
@@ -227,12 +232,18 @@ class Hub:
     def messages_committed(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:
             self._fanout("message:new", message, message["roomId"])
+        self.commits.committed({m["roomId"] for m in messages})
 
     def member_added(self, agent_id: uuid.UUID, room: RoomPublic) -> None:
         data = room.model_dump(mode="json", by_alias=True)
         for state in self._sockets_of(str(agent_id)):
             self.sio.manager.basic_enter_room(state.sid, NAMESPACE, data["id"])
         self._fanout("room:added", data, agent_room(agent_id))
+        for key, (holder, rooms) in self._holders.items():
+            if holder == str(agent_id) and data["id"] not in rooms:
+                rooms.add(data["id"])
+                self.presence.add(data["id"], holder, key)
+                self._publish_presence(data["id"])
 
     def member_removed(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> None:
         room = str(room_id)
@@ -242,6 +253,11 @@ class Hub:
         self._fanout("room:removed", {"roomId": room}, agent_room(agent_id))
         for state in mine:
             self._leave_presence(state, room)
+        for key, (holder, rooms) in self._holders.items():
+            if holder == str(agent_id) and room in rooms:
+                rooms.discard(room)
+                self.presence.remove(room, holder, key)
+                self._publish_presence(room)
 
     # ---- delivery ----
 
@@ -420,6 +436,24 @@ class Hub:
         return {"ok": True, "expiresAt": lifetimes.expires_at(state.principal)}
 
     # ---- presence ----
+
+    def hold_presence(self, key: str, agent_id: uuid.UUID, room_ids: list[uuid.UUID]) -> None:
+        """Make `agent_id` present in its rooms (and those it is added to) until
+        `release_presence(key)`: for a connection that is not a socket, an MCP session over
+        HTTP. `key` must not collide with a socket id (prefix it)."""
+        rooms = {str(r) for r in room_ids}
+        self._holders[key] = (str(agent_id), rooms)
+        for room_id in rooms:
+            self.presence.add(room_id, str(agent_id), key)
+            self._publish_presence(room_id)
+
+    def release_presence(self, key: str) -> None:
+        held = self._holders.pop(key, None)
+        if held is not None:
+            agent_id, rooms = held
+            for room_id in rooms:
+                self.presence.remove(room_id, agent_id, key)
+                self._publish_presence(room_id)
 
     def _leave_presence(self, state: SocketState, room_id: str) -> None:
         if room_id in state.joined:
