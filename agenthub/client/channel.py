@@ -9,8 +9,9 @@ the attributes mean and which tool answers.
 
 What is pushed, and the guarantees:
 - Messages from other agents in the agent's rooms (rooms it is added to as well); never its own.
-- A burst is coalesced: messages arriving within `COALESCE_S` of the first become one event
-  per room (`count` and `first_seq` say how many, `seq` is the highest).
+- A burst is coalesced: messages arriving within `COALESCE_S` (0.5 s, or
+  `AGENTHUB_MCP_CHANNEL_COALESCE_SECONDS`) of the first become one event per room (`count`
+  and `first_seq` say how many, `seq` is the highest).
 - Each message once, in seq order per room: the SDK's subscription resumes from its cursor
   after a dropped connection or a hub restart. Should the subscription itself fail, a new one
   resumes after the last seq pushed in each room (`pushed`), so nothing is pushed twice.
@@ -25,7 +26,9 @@ like `_event` does and send it through `_push`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -42,6 +45,7 @@ log = logging.getLogger("agenthub.mcp")
 
 CHANNEL_METHOD = "notifications/claude/channel"
 COALESCE_S = 0.5
+COALESCE_ENV = "AGENTHUB_MCP_CHANNEL_COALESCE_SECONDS"
 PUSH_BODY_CHARS = 2_000
 PUSH_MAX_CHARS = 8_000
 
@@ -59,6 +63,20 @@ CHANNEL_INSTRUCTIONS = " ".join(
 )
 
 
+def coalesce_from_env() -> float:
+    """`AGENTHUB_MCP_CHANNEL_COALESCE_SECONDS` (0-60), else `COALESCE_S`; ValueError if bad."""
+    raw = os.environ.get(COALESCE_ENV, "").strip()
+    if not raw:
+        return COALESCE_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 60:
+        raise ValueError(f"{COALESCE_ENV} must be a number of seconds from 0 to 60, not {raw!r}")
+    return value
+
+
 class _Notification(BaseModel):
     method: str
     params: dict[str, Any]
@@ -72,10 +90,10 @@ def _escaped(text: str) -> str:
 class Channel:
     """Pushes new messages to the MCP client once it has initialized the session."""
 
-    def __init__(self, client: AgentHubClient, coalesce_s: float = COALESCE_S) -> None:
+    def __init__(self, client: AgentHubClient, coalesce_s: float | None = None) -> None:
         self.client = client
         self.names = Names(client)
-        self.coalesce_s = coalesce_s
+        self.coalesce_s = coalesce_s if coalesce_s is not None else coalesce_from_env()
         self.pushed: dict[str, int] = {}  # room id -> the last seq pushed there
         self._send: Callable[[_Notification], Awaitable[None]] | None = None
         self._ready = asyncio.Event()
@@ -100,12 +118,20 @@ class Channel:
                 async with self.client.messages(None, after=dict(self.pushed)) as sub:
                     attempt = 0
                     while True:
-                        batch = await self._burst(sub)
-                        await self._push_batch(me, batch)
+                        await self._push_batch(me, await self._burst(sub))
             except AgentHubError as exc:
                 attempt += 1
                 log.warning("channel: %s; resuming", exc)
                 await asyncio.sleep(backoff(attempt))
+            finally:
+                await self._drop_pending()
+
+    async def _drop_pending(self) -> None:
+        task, self._pending = self._pending, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, AgentHubError):
+                await task
 
     async def _next(self, sub: Any, timeout: float | None) -> Message | None:  # noqa: ASYNC109
         """The next message, or None after `timeout`. The pending read is kept, not cancelled:

@@ -26,7 +26,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 
 from agenthub.client import AgentHubClient, AgentHubError, hints
-from agenthub.client.channel import CHANNEL_INSTRUCTIONS, Channel
+from agenthub.client.channel import CHANNEL_INSTRUCTIONS, Channel, coalesce_from_env
 from agenthub.client.credentials import NotConfigured, load_credentials
 from agenthub.client.models import Agent, Message, Room
 from agenthub.mcp.tools import (
@@ -159,6 +159,8 @@ def main(channel: bool = False) -> None:
     )
     try:
         profile = profile_from_env()
+        if channel:
+            coalesce_from_env()
     except ValueError as exc:
         log.error("%s", exc)
         sys.exit(2)
