@@ -135,6 +135,9 @@ class McpEdge:
         self.sessions: dict[str, McpSession] = {}
         self._services: Services | None = None
         self.managers: dict[str, StreamableHTTPSessionManager] = {}
+        for spec in tools.TOOLS:  # every series exists from start-up, at 0
+            for ok in (True, False):
+                metrics.mcp_tool_calls.labels(spec.name, "ok" if ok else "error")
         for profile in tools.PROFILES:
             server = tools.build_server(self._resolve, profile, observe=self._observe)
             self.managers[profile] = StreamableHTTPSessionManager(
