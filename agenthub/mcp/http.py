@@ -135,6 +135,10 @@ class McpEdge:
         self.sessions: dict[str, McpSession] = {}
         self._services: Services | None = None
         self.managers: dict[str, StreamableHTTPSessionManager] = {}
+        # The package logs each session's id and each failed call at INFO: not access-log lines.
+        logging.getLogger("mcp").setLevel(logging.WARNING)
+        if hub is not None:
+            hub.drain_hooks.append(self.close_streams)
         for spec in tools.TOOLS:  # every series exists from start-up, at 0
             for ok in (True, False):
                 metrics.mcp_tool_calls.labels(spec.name, "ok" if ok else "error")
@@ -168,6 +172,16 @@ class McpEdge:
                 for key in list(self.sessions):
                     self._end(key)
                 self._services = None
+
+    async def close_streams(self) -> None:
+        """When the server stops: end every MCP session, so that no open stream holds the
+        shutdown until its grace period is over (clients reconnect to a new session)."""
+        for key in list(self.sessions):
+            state = self.sessions[key]
+            self._end(key)
+            transport = getattr(state.manager, "_server_instances", {}).get(key)
+            if transport is not None:
+                await transport.terminate()
 
     def mount(self, other: ASGIApp) -> ASGIApp:
         """`/mcp` to this edge, everything else (and the lifespan) to `other`."""

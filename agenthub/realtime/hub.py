@@ -127,6 +127,8 @@ class Hub:
         # key -> (agent id, rooms held). Joined and left by its owner, see `hold_presence`.
         self._holders: dict[str, tuple[str, set[str]]] = {}
         self.commits = CommitSignals()
+        # Other long-lived connections to end when the server stops (MCP streams over HTTP).
+        self.drain_hooks: list[Callable[[], Awaitable[None]]] = []
         self._inflight = 0
         self._polls: set[asyncio.Task[Any]] = set()
         self.draining = False
@@ -197,6 +199,10 @@ class Hub:
         sessions would hold the shutdown until their ping timeout."""
         self.draining = True
         deadline = time.monotonic() + within
+        for hook in self.drain_hooks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                    await hook()
         # A short poll: in-flight sends finish within milliseconds (their deliveries are
         # queued on the sockets at commit, ahead of the CLOSE packets below).
         while self._inflight and time.monotonic() < deadline:  # noqa: ASYNC110

@@ -299,3 +299,17 @@ def test_audit_and_metrics_cover_the_endpoint(server: Server, alice: Agent) -> N
     metrics = httpx.get(f"{server.base_url}/metrics", timeout=WAIT).text
     assert 'agenthub_http_requests_total{method="POST",route="/mcp",status_code="200"}' in metrics
     assert "agenthub_mcp_sessions" in metrics
+
+
+async def test_the_2026_protocol_era_is_served_without_sessions(
+    server: Server, alice: Agent, bob: Agent
+) -> None:
+    """The `mcp` SDK's own default ("auto") speaks the 2026 era: every request stands alone,
+    authenticated like the others."""
+    room = server.new_room(alice, bob)["slug"]
+    async with remote(server, alice.token, mode="auto") as hub:
+        assert hub.protocol_version >= "2026"
+        assert (await call(hub, "list_rooms"))["you"] == alice.name
+        sent = await call(hub, "send_message", room=room, body="from the 2026 era")
+    stored = bob.get(f"/api/v1/rooms/{room}/messages").json()["messages"]
+    assert [(m["seq"], m["body"]) for m in stored] == [(sent["seq"], "from the 2026 era")]
