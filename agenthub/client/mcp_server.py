@@ -60,9 +60,6 @@ class SdkBackend:
     async def agents(self) -> list[Agent]:
         return await self.client.agents()
 
-    async def room(self, room: str) -> Room:
-        return await self.client.room(room)
-
     async def latest(self, room: str, limit: int) -> tuple[list[Message], bool]:
         page = await self.client.history(room, limit=limit)
         return page.messages[::-1], page.next_cursor is not None
