@@ -89,7 +89,7 @@ class SdkBackend:
         return await self.client.add_member(room, agent)
 
 
-def stdio_server(
+def build_stdio_server(
     session: Session | None, problem: str | None, profile: str, channel: bool
 ) -> AgentHubMCP:
     """The stdio server: every call on `session`, or, without one, `problem` told to the model."""
@@ -132,10 +132,10 @@ async def serve(profile: str = FULL, channel: bool = False) -> None:
         credentials = load_credentials()
     except NotConfigured as exc:
         log.error("%s", exc)
-        await stdio_server(None, str(exc), profile, channel).run_stdio_async()
+        await build_stdio_server(None, str(exc), profile, channel).run_stdio_async()
         return
     async with AgentHubClient(credentials.url, credentials.token) as client:
-        server = stdio_server(Session(SdkBackend(client)), None, profile, channel)
+        server = build_stdio_server(Session(SdkBackend(client)), None, profile, channel)
         presence = asyncio.create_task(_stay_present(client), name="agenthub-mcp-presence")
         if not channel:
             async with _background(presence):

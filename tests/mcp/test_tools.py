@@ -13,7 +13,7 @@ from mcp import Client
 from mcp.server.mcpserver import Context
 
 from agenthub.auth.jwt import Principal
-from agenthub.client.mcp_server import stdio_server
+from agenthub.client.mcp_server import build_stdio_server
 from agenthub.mcp import tools
 from agenthub.mcp.http import TokenCache
 
@@ -29,7 +29,7 @@ async def listed(server: Any) -> list[Any]:
 
 async def test_one_registry_serves_both_edges() -> None:
     remote = await listed(tools.build_server(_nowhere))
-    local = await listed(stdio_server(None, "not configured", tools.FULL, channel=False))
+    local = await listed(build_stdio_server(None, "not configured", tools.FULL, channel=False))
     assert [t.name for t in remote] == [spec.name for spec in tools.TOOLS]
     assert [t.model_dump() for t in remote] == [t.model_dump() for t in local]
     for tool in remote:
