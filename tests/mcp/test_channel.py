@@ -71,7 +71,7 @@ async def listening(recorder: Recorder, sender: Agent, room: str) -> int:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1):
                     await recorder.arrived.wait()
-    await asyncio.sleep(2.5)  # the warm-up burst is over (one coalescing window)
+    await asyncio.sleep(4.5)  # the warm-up bursts are over (two coalescing windows)
     recorder.events.clear()
     return seq
 
