@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint format typecheck pytest js-deps install bench clean lock
+.PHONY: run test check lint format typecheck pytest js-deps install bench bench-search clean lock
 
 run: $(STAMP)
 	$(BIN)/agenthub serve
@@ -31,10 +31,12 @@ pytest: $(STAMP) js-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # The official JavaScript Socket.IO client and MCP TypeScript SDK, for tests/realtime/test_js_client.py
-# and tests/mcp/test_js_client.py (skipped without Node.js unless AGENTHUB_REQUIRE_NODE=1, as in CI).
+# and tests/mcp/test_js_client.py (skipped without Node.js unless AGENTHUB_REQUIRE_NODE=1, as in CI),
+# and axe-core for the console's accessibility scan.
 js-deps:
 	@if command -v npm >/dev/null 2>&1; then \
-	  { [ -d tests/js/node_modules/socket.io-client ] && [ -d tests/js/node_modules/@modelcontextprotocol/sdk ]; } \
+	  { [ -d tests/js/node_modules/socket.io-client ] && [ -d tests/js/node_modules/axe-core ] \
+	    && [ -d tests/js/node_modules/@modelcontextprotocol/sdk ]; } \
 	    || npm ci --prefix tests/js --no-audit --no-fund --silent; \
 	else echo "npm not found: the JavaScript client test will be skipped"; fi
 
@@ -44,6 +46,11 @@ install: $(STAMP)
 # Node server is compared only when AGENTHUB_NODE_REF names its checkout (then Node.js and npm too).
 bench: $(STAMP)
 	$(BIN)/python -m bench.matrix $(BENCH_ARGS)
+
+# Search (and inbox) latency on a room of 100,000 messages, PostgreSQL and SQLite (about ten
+# minutes); writes its own section of docs/BENCHMARKS.md, which `make bench` keeps.
+bench-search: $(STAMP)
+	$(BIN)/python -m bench.search_inbox $(BENCH_ARGS)
 
 # A fresh Debian python3 may lack the venv module (python3-venv); virtualenv from pip does the same job.
 $(VENV)/bin/python:

@@ -19,7 +19,10 @@ from agenthub.agents.http import router as agents_router
 from agenthub.audit.http import router as audit_router
 from agenthub.auth.http import router as auth_router
 from agenthub.auth.jwt import SessionSigner
+from agenthub.claims.http import router as claims_router
 from agenthub.config import Settings, load_settings
+from agenthub.console import http as console
+from agenthub.coordination.http import router as coordination_router
 from agenthub.db.engine import Database
 from agenthub.http import docs
 from agenthub.http import errors as http_errors
@@ -38,6 +41,7 @@ from agenthub.messages.http import router as messages_router
 from agenthub.observability.metrics import Metrics
 from agenthub.realtime.hub import Hub
 from agenthub.rooms.http import router as rooms_router
+from agenthub.search.http import router as search_router
 from agenthub.services import Services
 
 VERSION = "0.1.0"
@@ -98,10 +102,14 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         agents_router,
         rooms_router,
         messages_router,
+        coordination_router,
         audit_router,
+        claims_router,
+        search_router,
     ):
         app.include_router(router)
     docs.install(app)
+    console.install(app)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     # Outermost first: the client's address (from a trusted proxy's X-Forwarded-For), request

@@ -51,3 +51,25 @@ def decode_id(cursor: str) -> uuid.UUID:
 
 def encode_id(value: uuid.UUID) -> str:
     return encode("a1", value.hex)
+
+
+def decode_inbox(cursor: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(_decode("i1", cursor))
+    except ValueError:
+        raise InvalidRequest("query parameter 'cursor' is invalid") from None
+
+
+def encode_inbox(value: uuid.UUID) -> str:
+    return encode("i1", value.hex)
+
+
+def decode_offset(cursor: str) -> int:
+    position = _decode("s1", cursor)
+    if not position.isdigit() or len(position) > 9:
+        raise InvalidRequest("query parameter 'cursor' is invalid")
+    return int(position)
+
+
+def encode_offset(offset: int) -> str:
+    return encode("s1", str(offset))

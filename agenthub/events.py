@@ -22,6 +22,16 @@ class Events(Protocol):
 
     def member_removed(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> None: ...
 
+    def inbox_new(self, agent_id: uuid.UUID, item: dict[str, Any]) -> None:
+        """A new inbox item of `agent_id` (coordination), after the message's own event."""
+
+    def ack_answered(self, room_id: uuid.UUID, ack: dict[str, Any]) -> None:
+        """A member answered a message's request for acknowledgement."""
+
+    def claim_changed(self, room_id: uuid.UUID, change: dict[str, Any]) -> None:
+        """A claim of the room was taken, renewed, released or expired (claims/service.py):
+        `{"roomId", "action", "claim"}`, for the room's members."""
+
 
 class NullEvents:
     def messages_committed(self, messages: list[dict[str, Any]]) -> None:
@@ -31,4 +41,13 @@ class NullEvents:
         pass
 
     def member_removed(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> None:
+        pass
+
+    def inbox_new(self, agent_id: uuid.UUID, item: dict[str, Any]) -> None:
+        pass
+
+    def ack_answered(self, room_id: uuid.UUID, ack: dict[str, Any]) -> None:
+        pass
+
+    def claim_changed(self, room_id: uuid.UUID, change: dict[str, Any]) -> None:
         pass

@@ -3,8 +3,9 @@
 
 `Services.open` is the one answer to "what runs in this process" besides the real-time hub
 (which receives these services when it starts, see realtime/hub.py): the message writer, the
-token-revocation sweeper and the Argon2 hashing limiter start when it is entered and stop
-when it is left. The server's lifespan and the CLI's commands both go through it.
+token-revocation sweeper, the expired-claims sweeper and the Argon2 hashing limiter start when
+it is entered and stop when it is left. The server's lifespan and the CLI's commands both go
+through it.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from agenthub.auth.jwt import SessionSigner
 from agenthub.auth.revocations import Revocations
 from agenthub.auth.service import AuthService
 from agenthub.auth.tokens import hashing_limiter
+from agenthub.claims.service import ClaimService
 from agenthub.config import Settings
+from agenthub.coordination.service import CoordinationService
 from agenthub.db.engine import Database
 from agenthub.events import Events, NullEvents
 from agenthub.messages.service import MessageService
 from agenthub.observability.metrics import Metrics
 from agenthub.rooms.service import RoomService
+from agenthub.search.service import SearchService
 
 log = logging.getLogger("agenthub")
 
@@ -41,6 +45,9 @@ class Services:
     rooms: RoomService
     messages: MessageService
     audit: AuditService
+    coordination: CoordinationService
+    claims: ClaimService
+    search: SearchService
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -76,20 +83,27 @@ class Services:
             rooms=rooms,
             messages=messages,
             audit=AuditService(db),
+            coordination=CoordinationService(db, rooms, messages, events),
+            claims=ClaimService(db, rooms, events),
+            search=SearchService(db, rooms),
         )
         sweeping: asyncio.Task[None] | None = None
+        claim_sweep: asyncio.Task[None] | None = None
         if sessions:
             try:  # before serving: a token revoked minutes ago must not slip through
                 await revocations.refresh()
             except Exception as exc:
                 log.warning("cannot read token revocations yet: %s", type(exc).__name__)
             sweeping = asyncio.create_task(revocations.run(), name="agenthub-revocations")
+            # Expired claims are announced (and their rows deleted) by this sweep.
+            claim_sweep = asyncio.create_task(services.claims.run(), name="agenthub-claims")
         messages.writer.start()
         try:
             yield services
         finally:
-            if sweeping is not None:
-                sweeping.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeping
+            for task in (sweeping, claim_sweep):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await messages.writer.stop()

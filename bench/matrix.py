@@ -327,7 +327,10 @@ def main() -> None:
     elapsed = time.time() - started
     command = "python -m bench.matrix" + (" --quick" if args.quick else "")
     Path(args.json_out).write_text(json.dumps({"facts": facts, "results": results}, indent=2))
-    Path(args.out).write_text(report.markdown(facts, results, chosen, command, elapsed))
+    from bench.search_inbox import kept_section  # its own section, written by its own run
+
+    kept = kept_section(Path(args.out))
+    Path(args.out).write_text(report.markdown(facts, results, chosen, command, elapsed) + kept)
     say(f"wrote {args.out} and {args.json_out} in {elapsed:.0f}s")
     shutil.rmtree(work, ignore_errors=True)
 

@@ -14,6 +14,8 @@ from tests.databases import query
 from tests.support import Agent, Server, assert_error, uniq
 
 MESSAGE_KEYS = {"id", "roomId", "seq", "senderId", "body", "clientMsgId", "createdAt"}
+# Coordination (docs/API.md, "Coordination") adds these to every message object.
+MESSAGE_KEYS |= {"replyTo", "mentions", "acks"}
 RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 MAX_MESSAGE_BYTES = 65536
 GATHER_TIMEOUT_S = 120

@@ -12,7 +12,7 @@ import pytest
 from tests.databases import execute, query
 from tests.support import Agent, Server, assert_error, uniq
 
-ROOM_KEYS = {"id", "slug", "name", "createdBy", "createdAt"}
+ROOM_KEYS = {"id", "slug", "name", "createdBy", "createdAt", "kind"}  # kind: "Coordination"
 AGENT_KEYS = {"id", "name", "displayName", "role", "createdAt"}
 RFC3339_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 

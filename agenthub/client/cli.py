@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from agenthub.client import AgentHubClient, AgentHubError, Message, hints
+from agenthub.client import AgentHubClient, AgentHubError, Claim, Message, hints
 from agenthub.client.credentials import (
     ENV_TOKEN,
     ENV_URL,
@@ -45,8 +45,15 @@ WAIT_GRACE_S = 10.0
 # `wait --timeout`: long enough for any loop step, short enough that a typo (or `inf`) cannot
 # leave a process blocked for days; a loop of waits covers longer (see the README).
 WAIT_MAX_S = 3600
+ACK_STATUSES = ("seen", "done", "blocked", "rejected")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+AckFromOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--ack-from", metavar="AGENT", help="Ask this member to acknowledge (repeatable)."
+    ),
+]
 RoomArg = Annotated[str, typer.Argument(help="A room slug or id.")]
 
 
@@ -56,6 +63,8 @@ def register(app: typer.Typer) -> None:
         app.command(rich_help_panel="Agent commands")(command)
     app.add_typer(rooms_app, name="rooms", rich_help_panel="Agent commands")
     app.add_typer(members_app, name="members", rich_help_panel="Agent commands")
+    for coordination in (inbox, dm, reply, ack, claim, release, claims, search):
+        app.command(rich_help_panel="Agent commands")(coordination)
     app.command("mcp", rich_help_panel="Agent commands")(mcp)
 
 
@@ -263,25 +272,45 @@ def send(
         str | None,
         typer.Option(help="Your id for this message: resending with it never stores it twice."),
     ] = None,
+    ack_from: AckFromOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Send a message to a room."""
+    """Send a message to a room (`@name` mentions a member)."""
+    body = _body(message)
+    stored = _run(lambda c: _send(c, room, body, client_msg_id, None, ack_from), room)
+    _sent(stored, as_json)
+
+
+def _body(message: str | None) -> str:
     body = message if message is not None else sys.stdin.read()
     if message is None:
         body = body.rstrip("\n")  # the newline `echo` adds is not part of the message
     if not body.strip():
         raise _fail("the message is empty: give it as an argument or on stdin")
+    return body
 
-    async def work(client: AgentHubClient) -> dict[str, Any]:
-        sent = await client.send(room, body, client_msg_id)
-        return await Names(client).describe(sent)
 
-    stored = _run(work, room)
-    _out(
-        json.dumps(stored)
-        if as_json
-        else f"sent #{stored['seq']} to {printable(str(stored['room']))}"
-    )
+async def _send(
+    client: AgentHubClient,
+    room: str,
+    body: str,
+    client_msg_id: str | None,
+    reply_to: int | None,
+    ack_from: list[str] | None,
+) -> dict[str, Any]:
+    sent = await client.send(room, body, client_msg_id, reply_to=reply_to, ack_from=ack_from)
+    return await Names(client).describe(sent)
+
+
+def _sent(stored: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _out(json.dumps(stored))
+        return
+    _out(f"sent #{stored['seq']} to {printable(str(stored['room']))}")
+    ignored = stored.get("ignoredMentions") or []
+    if ignored:
+        names = ", ".join("@" + printable(str(n)) for n in ignored)
+        typer.echo(f"note: not members of the room, so not mentioned: {names}", err=True)
 
 
 def history(
@@ -404,6 +433,179 @@ def wait(
 
     if not _run(work, room, deadline=timeout + WAIT_GRACE_S):
         raise _fail(f"no new message in {room} within {timeout:g}s")
+
+
+def inbox(
+    show_all: Annotated[
+        bool, typer.Option("--all", help="The latest items, read or not (marks nothing).")
+    ] = False,
+    pending: Annotated[
+        bool, typer.Option("--pending", help="Messages still awaiting your acknowledgement.")
+    ] = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=200)] = 20,
+    keep_unread: Annotated[
+        bool, typer.Option("--keep-unread", help="Do not mark the shown items read.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what is addressed to you: mentions, direct messages, replies to yours, and
+    acknowledgements asked of you; oldest first. Unread items by default, marked read once
+    shown."""
+
+    async def work(client: AgentHubClient) -> None:
+        names = Names(client)
+        if pending:
+            for p in await client.pending_acks(limit=limit):
+                names.learn_room(p.message.room_id, p.room_slug)
+                await _show(names, p.message, as_json, with_room=True)
+            return
+        page = await client.inbox(unread_only=not show_all, newest=show_all, limit=limit)
+        for item in page.items:
+            names.learn_room(item.message.room_id, item.room_slug)
+            if as_json:
+                described = await names.describe(item.message)
+                _out(json.dumps({**described, "reasons": list(item.reasons), "item": item.id}))
+            else:
+                _out(f"[{printable(', '.join(item.reasons))}]")
+                await _show(names, item.message, False, with_room=True)
+        if not page.items and not as_json:
+            _out("nothing new" if not show_all else "your inbox is empty")
+        if page.items and not show_all and not keep_unread:
+            await client.mark_inbox_read(page.items[-1].id)
+
+    _run(work)
+
+
+def dm(
+    agent: Annotated[str, typer.Argument(help="The agent's name or id.")],
+    message: Annotated[
+        str | None, typer.Argument(help="The message; read from stdin when omitted.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send a direct (private) message to another agent."""
+    body = _body(message)
+
+    async def work(client: AgentHubClient) -> dict[str, Any]:
+        return await Names(client).describe(await client.send_direct(agent, body))
+
+    _sent(_run(work), as_json)
+
+
+def reply(
+    room: RoomArg,
+    seq: Annotated[int, typer.Argument(min=1, help="The seq of the message you answer.")],
+    message: Annotated[
+        str | None, typer.Argument(help="The message; read from stdin when omitted.")
+    ] = None,
+    ack_from: AckFromOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Answer a message, in its thread."""
+    body = _body(message)
+    _sent(_run(lambda c: _send(c, room, body, None, seq, ack_from), room), as_json)
+
+
+def ack(
+    room: RoomArg,
+    seq: Annotated[int, typer.Argument(min=1, help="The seq of the message that asked you.")],
+    status: Annotated[str, typer.Argument(help="seen, done, blocked or rejected.")],
+    note: Annotated[str | None, typer.Option(help="A short note with the answer.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Acknowledge a message that asked you to."""
+    if status not in ACK_STATUSES:
+        raise _fail(f"status must be one of {', '.join(ACK_STATUSES)}", EXIT_USAGE)
+    answered = _run(lambda c: c.ack(room, seq, status, note), room)
+    if as_json:
+        _out(json.dumps({"room": room, "seq": answered.seq, "status": answered.status}))
+    else:
+        _out(f"answered #{answered.seq} in {printable(room)}: {answered.status}")
+
+
+CLAIM_TTL_MAX_S = 86_400
+SEARCH_LIMIT_MAX = 50
+ResourceArg = Annotated[str, typer.Argument(help="What to claim: a file path, a task id…")]
+
+
+def _claim_line(c: Claim) -> str:
+    mode = "exclusive" if c.exclusive else "shared"
+    until = c.expires_at.astimezone().strftime("%H:%M:%S")
+    return f"{printable(c.resource)}  {printable(c.agent_name)}  {mode}  until {until}"
+
+
+def claim(
+    room: RoomArg,
+    resource: ResourceArg,
+    ttl: Annotated[
+        int,
+        typer.Option(
+            "--ttl", min=1, max=CLAIM_TTL_MAX_S, help="Seconds until the claim expires by itself."
+        ),
+    ] = 600,
+    shared: Annotated[
+        bool, typer.Option("--shared", help="Share it with other shared claims.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Claim a resource of a room so the others leave it alone; claim again to renew.
+
+    Exit 1 when another agent holds it (the message says who, and until when)."""
+    made = _run(lambda c: c.claim(room, resource, ttl, exclusive=not shared), room)
+    _out(json.dumps(made.to_wire()) if as_json else f"claimed {_claim_line(made)}")
+
+
+def release(room: RoomArg, resource: ResourceArg, as_json: JsonOpt = False) -> None:
+    """Release your claim on a resource of a room."""
+    _run(lambda c: c.release(room, resource), room)
+    _out(
+        json.dumps({"released": resource})
+        if as_json
+        else f"released {printable(resource)} in {printable(room)}"
+    )
+
+
+def claims(room: RoomArg, as_json: JsonOpt = False) -> None:
+    """List a room's live claims."""
+    found = _run(lambda c: c.claims(room), room)
+    if as_json:
+        _out(json.dumps([c.to_wire() for c in found], indent=2))
+        return
+    for c in found:
+        _out(_claim_line(c))
+    if not found:
+        _out("no claims")
+
+
+def search(
+    query: Annotated[str, typer.Argument(help="Words that must all appear in a message.")],
+    room: Annotated[str | None, typer.Option("--room", help="Only this room.")] = None,
+    sender: Annotated[
+        str | None, typer.Option("--from", metavar="AGENT", help="Only this agent's messages.")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=SEARCH_LIMIT_MAX, help="How many.")
+    ] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Search the messages of your rooms (every room's, for an admin), best matches first."""
+    page = _run(lambda c: c.search(query, room=room, sender=sender, limit=limit), room)
+    for hit in page.hits:
+        if as_json:
+            _out(
+                json.dumps(
+                    {**hit.message.to_wire(), "room": hit.room_slug, "sender": hit.sender_name}
+                )
+            )
+            continue
+        when = hit.message.created_at.astimezone().strftime("%Y-%m-%d %H:%M")
+        body = printable(hit.message.body, multiline=True)
+        _out(
+            f"{printable(hit.room_slug)} #{hit.message.seq} {when} "
+            f"{printable(hit.sender_name)}: {body}"
+        )
+    if not page.hits and not as_json:
+        _out("no messages found")
 
 
 def mcp(

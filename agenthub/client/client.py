@@ -18,7 +18,19 @@ from urllib.parse import quote
 import httpx
 
 from agenthub.client.errors import BadResponse, ResponseTooLarge
-from agenthub.client.models import Agent, HistoryPage, Message, Room
+from agenthub.client.models import (
+    AckAnswer,
+    Agent,
+    Claim,
+    HistoryPage,
+    InboxPage,
+    Message,
+    PendingAck,
+    Room,
+    SearchHit,
+    SearchPage,
+    Thread,
+)
 from agenthub.client.presence import PresenceSocket
 from agenthub.client.session import Session, SessionCache
 from agenthub.client.subscription import PAGE, Subscription
@@ -172,17 +184,99 @@ class AgentHubClient:
 
     # ---- messages ----
 
-    async def send(self, room: str, body: str, client_msg_id: str | None = None) -> Message:
+    async def send(
+        self,
+        room: str,
+        body: str,
+        client_msg_id: str | None = None,
+        *,
+        reply_to: int | None = None,
+        ack_from: Sequence[str] | None = None,
+    ) -> Message:
         """Send a message and return it as stored.
 
         Always carries a `clientMsgId` (a new UUID unless given), and retries network failures
         and 503s with that same id, so a message is stored once however often it is retried.
-        Pass your own `client_msg_id` to make retries across process restarts safe too."""
-        payload = {"body": body, "clientMsgId": client_msg_id or str(uuid.uuid4())}
+        Pass your own `client_msg_id` to make retries across process restarts safe too.
+        `reply_to`: the seq (same room) it answers; `ack_from`: members (names or ids) asked
+        to acknowledge it. `@name`s of members mention them; the returned message's
+        `ignored_mentions` lists those that are not members (kept as text)."""
+        payload: dict[str, Any] = {
+            "body": body,
+            "clientMsgId": client_msg_id or str(uuid.uuid4()),
+        }
+        if reply_to is not None:
+            payload["replyTo"] = reply_to
+        if ack_from:
+            payload["ackFrom"] = list(ack_from)
         response = await self._rest.call(
             "POST", f"/api/v1/rooms/{_seg(room)}/messages", json=payload, retry=True
         )
         return Message.from_wire(decode_json(response))
+
+    async def send_direct(self, agent: str, body: str, client_msg_id: str | None = None) -> Message:
+        """Send privately to another agent (name or id), in the direct room of the two, which
+        the first message creates; retried safely like `send`."""
+        payload = {"body": body, "clientMsgId": client_msg_id or str(uuid.uuid4())}
+        response = await self._rest.call(
+            "POST", f"/api/v1/direct/{_seg(agent)}/messages", json=payload, retry=True
+        )
+        return Message.from_wire(decode_json(response))
+
+    # ---- coordination: inbox, acknowledgements, threads ----
+
+    async def inbox(
+        self,
+        *,
+        unread_only: bool = False,
+        cursor: str | None = None,
+        limit: int = 50,
+        newest: bool = False,
+    ) -> InboxPage:
+        """Your inbox items oldest first: after `cursor`, or (`unread_only`) after what you
+        marked read; `newest`: the latest `limit` instead. Mark them read with
+        `mark_inbox_read`."""
+        params: dict[str, Any] = {"limit": limit}
+        if unread_only:
+            params["unread"] = "true"
+        if newest:
+            params["newest"] = "true"
+        if cursor is not None:
+            params["cursor"] = cursor
+        return InboxPage.from_wire(await self._get("/api/v1/inbox", params=params))
+
+    async def mark_inbox_read(self, up_to: str) -> int:
+        """Mark your inbox read up to item `up_to` (never backwards); returns how many items
+        are still unread."""
+        response = await self._rest.call(
+            "POST", "/api/v1/inbox/read", json={"upTo": up_to}, retry=True
+        )
+        body = decode_json(response)
+        unread = body.get("unread") if isinstance(body, dict) else None
+        if not isinstance(unread, int) or isinstance(unread, bool):
+            raise BadResponse("the server's answer has no unread count")
+        return unread
+
+    async def ack(self, room: str, seq: int, status: str, note: str | None = None) -> AckAnswer:
+        """Answer message `seq` of `room`, which asked you: seen, done, blocked or rejected."""
+        payload: dict[str, Any] = {"status": status}
+        if note is not None:
+            payload["note"] = note
+        response = await self._rest.call(
+            "POST", f"/api/v1/rooms/{_seg(room)}/messages/{seq}/acks", json=payload, retry=True
+        )
+        return AckAnswer.from_wire(decode_json(response))
+
+    async def pending_acks(self, *, limit: int = 50) -> list[PendingAck]:
+        """Messages that asked you to acknowledge them and have no answer from you yet."""
+        body = await self._get("/api/v1/acks/pending", params={"limit": limit})
+        return [PendingAck.from_wire(p) for p in _items(body, "pending")]
+
+    async def thread(self, room: str, seq: int, *, after_seq: int = 0, limit: int = 50) -> Thread:
+        """The thread message `seq` belongs to: its root, and replies after `after_seq`."""
+        params = {"afterSeq": after_seq, "limit": limit}
+        body = await self._get(f"/api/v1/rooms/{_seg(room)}/messages/{seq}/thread", params=params)
+        return Thread.from_wire(body)
 
     async def history(
         self, room: str, *, cursor: str | None = None, limit: int = 50
@@ -284,6 +378,72 @@ class AgentHubClient:
             except TimeoutError:
                 return []
             return [first, *sub.take_buffered()]
+
+    # ---- claims ----
+
+    async def claim(
+        self, room: str, resource: str, ttl_seconds: int, *, exclusive: bool = True
+    ) -> Claim:
+        """Claim a resource of a room (a file path, a task id) for `ttl_seconds` (1-86400),
+        exclusively or shared. Claiming what you already hold renews it (and may change its
+        mode). `Conflict` when another agent's claim is in the way: its message names the
+        holder and the expiry."""
+        response = await self._rest.call(
+            "POST",
+            f"/api/v1/rooms/{_seg(room)}/claims",
+            json={"resource": resource, "ttlSeconds": ttl_seconds, "exclusive": exclusive},
+            retry=True,
+        )
+        return Claim.from_wire(decode_json(response))
+
+    async def renew_claim(self, room: str, resource: str, ttl_seconds: int) -> Claim:
+        """Your live claim, now expiring `ttl_seconds` from now; `NotFound` if you hold none."""
+        response = await self._rest.call(
+            "POST",
+            f"/api/v1/rooms/{_seg(room)}/claims/renew",
+            json={"resource": resource, "ttlSeconds": ttl_seconds},
+            retry=True,
+        )
+        return Claim.from_wire(decode_json(response))
+
+    async def release(self, room: str, resource: str) -> None:
+        """Give your claim up; `NotFound` if you hold none (expired, or never claimed)."""
+        await self._rest.call(
+            "DELETE", f"/api/v1/rooms/{_seg(room)}/claims", params={"resource": resource}
+        )
+
+    async def claims(self, room: str, resource: str | None = None) -> list[Claim]:
+        """The room's live claims (on one resource, if given)."""
+        params = {"resource": resource} if resource is not None else None
+        body = await self._get(f"/api/v1/rooms/{_seg(room)}/claims", params=params)
+        return [Claim.from_wire(c) for c in _items(body, "claims")]
+
+    # ---- search ----
+
+    async def search(
+        self,
+        query: str,
+        *,
+        room: str | None = None,
+        sender: str | None = None,
+        cursor: str | None = None,
+        limit: int = 20,
+    ) -> SearchPage:
+        """Full-text search over the messages you may read (every room's, for an admin),
+        best matches first; `room` and `sender` narrow it. Every word of `query` must match;
+        `limit` is 1-50; pass `next_cursor` back for more."""
+        params: dict[str, Any] = {"q": query, "limit": limit}
+        for key, value in (("room", room), ("sender", sender), ("cursor", cursor)):
+            if value is not None:
+                params[key] = value
+        body = await self._get("/api/v1/search/messages", params=params)
+        hits = [SearchHit.from_wire(m) for m in _items(body, "messages")]
+        if len(hits) > limit:
+            raise BadResponse(f"the server returned {len(hits)} results for a limit of {limit}")
+        next_cursor = body.get("nextCursor")
+        if next_cursor is not None and not isinstance(next_cursor, str):
+            raise BadResponse("the server returned a malformed search page")
+        return SearchPage(hits=hits, next_cursor=next_cursor)
 
     # ---- presence ----
 

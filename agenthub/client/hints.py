@@ -70,6 +70,12 @@ def explain(
         return f"{said}; {words.list_rooms} (or {words.create_room})"
     if isinstance(exc, NotFound) and said.startswith("agent "):
         return f"{said}; {words.list_agents}"
+    if isinstance(exc, Conflict) and " is claimed " in said:
+        return f"{said}; wait until then, or ask that agent to release it"
+    if isinstance(exc, Conflict) and " claims in room " in said:
+        return f"{said} (list the room's claims to see yours)"
+    if isinstance(exc, NotFound) and said.startswith("you hold no claim"):
+        return f"{said}; it may have expired: claim it again"
     if isinstance(exc, Conflict):
         return f"{said}; choose another slug, or ask a member of that room to add you"
     if isinstance(exc, PayloadTooLarge):
@@ -90,6 +96,10 @@ def explain(
         )
     if isinstance(exc, Unavailable):
         return f"{said}; AgentHub is temporarily unavailable — try again in a few seconds"
+    if isinstance(exc, Forbidden) and "did not ask you" in said:
+        return f"{said}; only the agents a message asks can acknowledge it"
+    if isinstance(exc, Forbidden) and "direct conversation" in said:
+        return f"{said}; create a room for more agents instead"
     if isinstance(exc, Forbidden):
         return f"{said}; this needs a permission you do not have"
     if exc.code == "invalid_request":

@@ -92,6 +92,7 @@ class Room:
     name: str
     created_by: str
     created_at: datetime
+    kind: str = "group"  # or "direct": the two-member room of a direct conversation
 
     @classmethod
     def from_wire(cls, data: Any) -> Room:
@@ -104,6 +105,7 @@ class Room:
                 name=text(d["name"]),
                 created_by=text(d["createdBy"]),
                 created_at=parse_time(d["createdAt"]),
+                kind=text(d.get("kind", "group")),
             ),
         )
 
@@ -114,6 +116,54 @@ class Room:
             "name": self.name,
             "createdBy": self.created_by,
             "createdAt": format_time(self.created_at),
+            "kind": self.kind,
+        }
+
+
+def _optional_time(value: Any) -> datetime | None:
+    return parse_time(value) if value is not None else None
+
+
+def _optional_text(value: Any) -> str | None:
+    return text(value) if value is not None else None
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise TypeError("not a list")
+    return tuple(text(v) for v in value)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """One acknowledgement a message asked for: `status` None until the agent answers."""
+
+    agent_id: str
+    status: str | None  # "seen", "done", "blocked", "rejected"
+    note: str | None
+    answered_at: datetime | None
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Ack:
+        return checked(
+            "acknowledgement",
+            data,
+            lambda d: cls(
+                agent_id=text(d["agentId"]),
+                status=_optional_text(d.get("status")),
+                note=_optional_text(d.get("note")),
+                answered_at=_optional_time(d.get("answeredAt")),
+            ),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "agentId": self.agent_id,
+            "status": self.status,
+            "note": self.note,
+            "answeredAt": format_time(self.answered_at) if self.answered_at else None,
         }
 
 
@@ -126,11 +176,20 @@ class Message:
     body: str
     client_msg_id: str | None
     created_at: datetime
+    reply_to: int | None = None  # the seq this message answers
+    mentions: tuple[str, ...] = ()  # ids of the members it mentions
+    acks: tuple[Ack, ...] = ()  # the acknowledgements it asked for, with their answers
+    # Only on the answer to your own send: `@names` kept as text (not members of the room).
+    ignored_mentions: tuple[str, ...] = ()
 
     @classmethod
     def from_wire(cls, data: Any) -> Message:
         def build(d: dict[str, Any]) -> Message:
             cmid = d.get("clientMsgId")
+            reply_to = d.get("replyTo")
+            acks = d.get("acks") or []
+            if not isinstance(acks, list):
+                raise TypeError("not a list")
             return cls(
                 id=text(d["id"]),
                 room_id=text(d["roomId"]),
@@ -139,12 +198,16 @@ class Message:
                 body=text(d["body"]),
                 client_msg_id=text(cmid) if cmid is not None else None,
                 created_at=parse_time(d["createdAt"]),
+                reply_to=seq_number(reply_to) if reply_to is not None else None,
+                mentions=_texts(d.get("mentions")),
+                acks=tuple(Ack.from_wire(a) for a in acks),
+                ignored_mentions=_texts(d.get("ignoredMentions")),
             )
 
         return checked("message", data, build)
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "roomId": self.room_id,
             "seq": self.seq,
@@ -152,7 +215,13 @@ class Message:
             "body": self.body,
             "clientMsgId": self.client_msg_id,
             "createdAt": format_time(self.created_at),
+            "replyTo": self.reply_to,
+            "mentions": list(self.mentions),
+            "acks": [a.to_wire() for a in self.acks],
         }
+        if self.ignored_mentions:
+            out["ignoredMentions"] = list(self.ignored_mentions)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,4 +229,198 @@ class HistoryPage:
     """One page of history, newest first; pass `next_cursor` back for the next (older) page."""
 
     messages: list[Message]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AckAnswer:
+    """An agent's answer to a message that asked it to acknowledge."""
+
+    room_id: str
+    seq: int
+    message_id: str
+    agent_id: str
+    status: str
+    note: str | None
+    answered_at: datetime
+
+    @classmethod
+    def from_wire(cls, data: Any) -> AckAnswer:
+        return checked(
+            "acknowledgement",
+            data,
+            lambda d: cls(
+                room_id=text(d["roomId"]),
+                seq=seq_number(d["seq"]),
+                message_id=text(d["messageId"]),
+                agent_id=text(d["agentId"]),
+                status=text(d["status"]),
+                note=_optional_text(d.get("note")),
+                answered_at=parse_time(d["answeredAt"]),
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InboxItem:
+    """A message that concerns you; `reasons`: mention, reply, direct, ack."""
+
+    id: str
+    reasons: tuple[str, ...]
+    room_slug: str
+    message: Message
+    unread: bool
+
+    @classmethod
+    def from_wire(cls, data: Any) -> InboxItem:
+        return checked(
+            "inbox item",
+            data,
+            lambda d: cls(
+                id=text(d["id"]),
+                reasons=_texts(d["reasons"]),
+                room_slug=text(d["roomSlug"]),
+                message=Message.from_wire(d["message"]),
+                unread=bool(d.get("unread", True)),
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPage:
+    """Inbox items oldest first; pass `next_cursor` back for the next ones."""
+
+    items: list[InboxItem]
+    next_cursor: str | None
+    unread: int  # how many of your items are unread, in all
+    read_up_to: str | None
+
+    @classmethod
+    def from_wire(cls, data: Any) -> InboxPage:
+        def build(d: dict[str, Any]) -> InboxPage:
+            items = d["items"]
+            if not isinstance(items, list):
+                raise TypeError("not a list")
+            return cls(
+                items=[InboxItem.from_wire(i) for i in items],
+                next_cursor=_optional_text(d.get("nextCursor")),
+                unread=seq_number(d["unread"]),
+                read_up_to=_optional_text(d.get("readUpTo")),
+            )
+
+        return checked("inbox page", data, build)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAck:
+    """A message that asked you to acknowledge it and has no answer from you yet."""
+
+    room_slug: str
+    message: Message
+
+    @classmethod
+    def from_wire(cls, data: Any) -> PendingAck:
+        return checked(
+            "pending acknowledgement",
+            data,
+            lambda d: cls(room_slug=text(d["roomSlug"]), message=Message.from_wire(d["message"])),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    """A thread: its root, then replies in seq order (`more`: further replies after them)."""
+
+    root: Message
+    replies: list[Message]
+    more: bool
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Thread:
+        def build(d: dict[str, Any]) -> Thread:
+            replies = d["replies"]
+            if not isinstance(replies, list):
+                raise TypeError("not a list")
+            return cls(
+                root=Message.from_wire(d["root"]),
+                replies=[Message.from_wire(m) for m in replies],
+                more=bool(d["more"]),
+            )
+
+        return checked("thread", data, build)
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """An agent's claim on a named resource of a room, live until `expires_at`."""
+
+    room_id: str
+    resource: str
+    agent_id: str
+    agent_name: str
+    exclusive: bool
+    created_at: datetime
+    expires_at: datetime
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Claim:
+        def build(d: dict[str, Any]) -> Claim:
+            if not isinstance(d["exclusive"], bool):
+                raise TypeError("exclusive")
+            return cls(
+                room_id=text(d["roomId"]),
+                resource=text(d["resource"]),
+                agent_id=text(d["agentId"]),
+                agent_name=text(d["agentName"]),
+                exclusive=d["exclusive"],
+                created_at=parse_time(d["createdAt"]),
+                expires_at=parse_time(d["expiresAt"]),
+            )
+
+        return checked("claim", data, build)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "roomId": self.room_id,
+            "resource": self.resource,
+            "agentId": self.agent_id,
+            "agentName": self.agent_name,
+            "exclusive": self.exclusive,
+            "createdAt": format_time(self.created_at),
+            "expiresAt": format_time(self.expires_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A message found by a search, with its room's slug and its sender's name."""
+
+    message: Message
+    room_slug: str
+    sender_name: str
+
+    @classmethod
+    def from_wire(cls, data: Any) -> SearchHit:
+        message = Message.from_wire(data)
+        return checked(
+            "search result",
+            data,
+            lambda d: cls(
+                message=message, room_slug=text(d["roomSlug"]), sender_name=text(d["senderName"])
+            ),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            **self.message.to_wire(),
+            "roomSlug": self.room_slug,
+            "senderName": self.sender_name,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    """Best matches first; pass `next_cursor` back for the next page (None: no more)."""
+
+    hits: list[SearchHit]
     next_cursor: str | None

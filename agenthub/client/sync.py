@@ -14,7 +14,18 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from agenthub.client.client import DEFAULT_TIMEOUT_S, AgentHubClient
-from agenthub.client.models import Agent, HistoryPage, Message, Room
+from agenthub.client.models import (
+    AckAnswer,
+    Agent,
+    Claim,
+    HistoryPage,
+    InboxPage,
+    Message,
+    PendingAck,
+    Room,
+    SearchPage,
+    Thread,
+)
 from agenthub.client.subscription import Subscription
 from agenthub.client.transport import DEFAULT_ATTEMPTS
 
@@ -98,8 +109,45 @@ class SyncClient:
     def remove_member(self, room: str, agent: str) -> None:
         self._run(self._client.remove_member(room, agent))
 
-    def send(self, room: str, body: str, client_msg_id: str | None = None) -> Message:
-        return self._run(self._client.send(room, body, client_msg_id))
+    def send(
+        self,
+        room: str,
+        body: str,
+        client_msg_id: str | None = None,
+        *,
+        reply_to: int | None = None,
+        ack_from: Sequence[str] | None = None,
+    ) -> Message:
+        return self._run(
+            self._client.send(room, body, client_msg_id, reply_to=reply_to, ack_from=ack_from)
+        )
+
+    def send_direct(self, agent: str, body: str, client_msg_id: str | None = None) -> Message:
+        return self._run(self._client.send_direct(agent, body, client_msg_id))
+
+    def inbox(
+        self,
+        *,
+        unread_only: bool = False,
+        cursor: str | None = None,
+        limit: int = 50,
+        newest: bool = False,
+    ) -> InboxPage:
+        return self._run(
+            self._client.inbox(unread_only=unread_only, cursor=cursor, limit=limit, newest=newest)
+        )
+
+    def mark_inbox_read(self, up_to: str) -> int:
+        return self._run(self._client.mark_inbox_read(up_to))
+
+    def ack(self, room: str, seq: int, status: str, note: str | None = None) -> AckAnswer:
+        return self._run(self._client.ack(room, seq, status, note))
+
+    def pending_acks(self, *, limit: int = 50) -> list[PendingAck]:
+        return self._run(self._client.pending_acks(limit=limit))
+
+    def thread(self, room: str, seq: int, *, after_seq: int = 0, limit: int = 50) -> Thread:
+        return self._run(self._client.thread(room, seq, after_seq=after_seq, limit=limit))
 
     def history(self, room: str, *, cursor: str | None = None, limit: int = 50) -> HistoryPage:
         return self._run(self._client.history(room, cursor=cursor, limit=limit))
@@ -112,6 +160,31 @@ class SyncClient:
 
     def wait_for_messages(self, room: str, after_seq: int, timeout: float) -> list[Message]:
         return self._run(self._client.wait_for_messages(room, after_seq, timeout))
+
+    def claim(self, room: str, resource: str, ttl_seconds: int, *, exclusive: bool = True) -> Claim:
+        return self._run(self._client.claim(room, resource, ttl_seconds, exclusive=exclusive))
+
+    def renew_claim(self, room: str, resource: str, ttl_seconds: int) -> Claim:
+        return self._run(self._client.renew_claim(room, resource, ttl_seconds))
+
+    def release(self, room: str, resource: str) -> None:
+        self._run(self._client.release(room, resource))
+
+    def claims(self, room: str, resource: str | None = None) -> list[Claim]:
+        return self._run(self._client.claims(room, resource))
+
+    def search(
+        self,
+        query: str,
+        *,
+        room: str | None = None,
+        sender: str | None = None,
+        cursor: str | None = None,
+        limit: int = 20,
+    ) -> SearchPage:
+        return self._run(
+            self._client.search(query, room=room, sender=sender, cursor=cursor, limit=limit)
+        )
 
     def who_is_here(self, room: str) -> list[str]:
         return self._run(self._client.who_is_here(room))

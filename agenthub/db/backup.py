@@ -339,7 +339,8 @@ async def _counts(db: Database) -> dict[str, int]:
         tables = await conn.run_sync(lambda c: sa.inspect(c).get_table_names())
         counts: dict[str, int] = {}
         for table in tables:
-            if table == "alembic_version":
+            # SQLite's full-text index (FTS5 and its shadow tables) only mirrors `messages`.
+            if table == "alembic_version" or table.startswith("messages_fts"):
                 continue
             query = sa.select(sa.func.count()).select_from(sa.table(table))
             rows = int((await conn.execute(query)).scalar_one())
@@ -370,7 +371,7 @@ def _plural(n: int, table: str) -> str:
 
 async def _pg_drop_tables(db: Database) -> None:
     """Empty the target's schema (tables only a migration made, or the data --force replaces):
-    pg_restore creates every table itself."""
+    pg_restore creates every table, and function, itself."""
     async with db.write() as conn:
         rows = await conn.execute(
             sa.text("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
@@ -379,3 +380,5 @@ async def _pg_drop_tables(db: Database) -> None:
         if tables:
             quoted = ", ".join(conn.dialect.identifier_preparer.quote(t) for t in tables)
             await conn.execute(sa.text(f"DROP TABLE {quoted} CASCADE"))
+        # The migrations' own function (0004, the search index's): pg_restore creates it too.
+        await conn.execute(sa.text("DROP FUNCTION IF EXISTS agenthub_search_text(text)"))

@@ -22,7 +22,7 @@ from agenthub.auth.jwt import Principal
 from agenthub.errors import AppError
 from agenthub.http.bearer import bearer_token
 from agenthub.http.errors import send_error
-from agenthub.http.origins import OriginRule, origin_allowed
+from agenthub.http.origins import OriginRule, origin_allowed, same_origin
 from agenthub.http.proxies import client_host
 from agenthub.observability import context
 from agenthub.observability.metrics import UNMATCHED, Metrics
@@ -193,7 +193,8 @@ class CorsMiddleware:
         if origin is None or str(scope["path"]).startswith("/socket.io/"):
             await self.app(scope, receive, send)  # Socket.IO applies the same list itself
             return
-        allowed = origin_allowed(self.rules, origin)
+        # The hub's own origin always: its console calls it from the page it served.
+        allowed = origin_allowed(self.rules, origin) or same_origin(scope, origin)
         cors: Headers = [(b"vary", b"Origin")]
         if allowed:
             cors += [
@@ -230,15 +231,26 @@ class CorsMiddleware:
         await self.app(scope, receive, send_with_cors)
 
 
-class RateLimitMiddleware:
-    """Per client IP for requests without a valid session JWT (POST /sessions included), per
-    agent with one. A verified principal is left in the request state for the routes.
+def _counted(scope: Scope) -> bool:
+    """The API, the MCP endpoint, and the console's sign-in, which trades an API token like
+    POST /sessions."""
+    path = str(scope["path"])
+    if path.startswith("/api/") or path == "/mcp":
+        return True
+    return path == "/console/sign-in" and scope["method"] == "POST"
 
-    Only the API (`/api/`) and the MCP endpoint (`/mcp`, whose API tokens `known_token` maps
-    to their agent once verified there) are counted. Socket.IO handshakes are not: a machine
-    running many agents must be able to reconnect them all at once after a restart (and a load
-    test opens thousands of sockets from one address); unauthenticated sessions are bounded by
-    count and deadline instead (realtime/admission.py)."""
+
+class RateLimitMiddleware:
+    """Per client IP for requests without a valid session JWT (POST /sessions and the
+    console's sign-in included), per agent with one. A verified principal is left in the
+    request state for the routes.
+
+    Only the API (`/api/`), the MCP endpoint (`/mcp`, whose API tokens `known_token` maps
+    to their agent once verified there) and the console's sign-in are counted. Socket.IO
+    handshakes are not: a machine running many agents must be able to reconnect them all at
+    once after a restart (and a load test opens thousands of sockets from one address);
+    unauthenticated sessions are bounded by count and deadline instead
+    (realtime/admission.py)."""
 
     def __init__(
         self,
@@ -261,8 +273,7 @@ class RateLimitMiddleware:
         self.on_refused = on_refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = str(scope["path"]) if scope["type"] == "http" else ""
-        if not (path.startswith("/api/") or path == "/mcp"):
+        if scope["type"] != "http" or not _counted(scope):
             await self.app(scope, receive, send)
             return
         principal = self._principal(scope)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 _CIDR = re.compile(r"^(https?)://(\d{1,3}(?:\.\d{1,3}){3})/(\d{1,2})$", re.IGNORECASE)
@@ -80,3 +82,36 @@ def origin_allowed(rules: list[OriginRule], origin: str | None) -> bool:
     scheme, _, rest = normal.partition("://")
     host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
     return any(rule.matches(scheme, host, normal) for rule in rules)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+
+
+def own_origin(scope: Mapping[str, Any]) -> str | None:
+    """The origin a request was addressed to: its scheme (as a trusted proxy reported it, see
+    http/proxies.py) and its `Host` header, normalised as `_canonical` does. None without a
+    usable `Host`."""
+    scheme = _SCHEMES.get(str(scope.get("scheme", "")))
+    host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), None)
+    if scheme is None or not host:
+        return None
+    return _canonical(f"{scheme}://{host}")
+
+
+def _canonical(origin: str) -> str | None:
+    """`_normalize` without a default port (a browser writes none in `Origin`)."""
+    normal = _normalize(origin)
+    if normal is None:
+        return None
+    default = f":{_DEFAULT_PORTS[normal.split(':', 1)[0]]}"
+    return normal.removesuffix(default)
+
+
+def same_origin(scope: Mapping[str, Any], origin: str | None) -> bool:
+    """`origin` is the one the request was addressed to: the hub's own pages (the console)
+    calling the hub, at whatever address it is reached by, whatever ALLOWED_ORIGINS says."""
+    if not origin:
+        return False
+    mine = own_origin(scope)
+    return mine is not None and _canonical(origin) == mine

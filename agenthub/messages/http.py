@@ -29,7 +29,9 @@ async def send_message(
     room: str, body: MessageCreate, me: CurrentAgent, services: ServicesDep
 ) -> JSONResponse:
     # The service hands back the message's wire form, already what MessagePublic documents.
-    message, created = await services.messages.send(me, room, body.body, body.client_msg_id)
+    message, created = await services.messages.send(
+        me, room, body.body, body.client_msg_id, reply_to=body.reply_to, ack_from=body.ack_from
+    )
     return JSONResponse(message, status_code=201 if created else 200)
 
 

@@ -4,11 +4,14 @@ then hand it to the real-time layer."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agenthub import cursors
 from agenthub.auth.jwt import Principal
+from agenthub.coordination.plan import NO_PLAN, Planner
+from agenthub.coordination.store import answers_of
+from agenthub.coordination.wire import acks_wire, item_wire
 from agenthub.db.engine import Database
 from agenthub.errors import InvalidRequest, PayloadTooLarge
 from agenthub.events import Events
@@ -22,8 +25,11 @@ from agenthub.wire import iso_z
 MAX_CLIENT_MSG_ID = 128
 
 
-def message_wire(row: Mapping[Any, Any]) -> dict[str, Any]:
-    """The contract's message object, JSON-ready, without a model round trip (hot path)."""
+def message_wire(
+    row: Mapping[Any, Any], answers: Iterable[Mapping[Any, Any]] | None = None
+) -> dict[str, Any]:
+    """The contract's message object, JSON-ready, without a model round trip (hot path).
+    `answers`: the message_acks rows of a message that asked for acknowledgements."""
     return {
         "id": str(row["id"]),
         "roomId": str(row["room_id"]),
@@ -32,6 +38,9 @@ def message_wire(row: Mapping[Any, Any]) -> dict[str, Any]:
         "body": row["body"],
         "clientMsgId": row["client_msg_id"],
         "createdAt": iso_z(row["created_at"]),
+        "replyTo": row.get("reply_to"),
+        "mentions": list(row.get("mentions") or ()),
+        "acks": acks_wire(row.get("ack_from"), answers),
     }
 
 
@@ -50,15 +59,25 @@ class MessageService:
         self.events = events
         self.max_message_bytes = max_message_bytes
         self.writer = MessageWriter(db, self._committed)
+        self.planner = Planner(db, rooms)
 
     def _committed(self, rows: list[dict[str, Any]]) -> None:
         """Right after each commit, before any sender hears back: build each new message's
-        wire form once (the ack, the broadcast and the REST answer all use it), announce."""
+        wire form once (the ack, the broadcast and the REST answer all use it), announce
+        it, then the inbox items it made (after the message, as a client expects)."""
         wires = []
         for row in rows:
             row["wire"] = wire = message_wire(row)
             wires.append(wire)
         self.events.messages_committed(wires)
+        for row in rows:
+            if row["inbox"]:
+                info = self.rooms.cached_info(row["room_id"])
+                slug = info[0] if info is not None else str(row["room_id"])
+                for item_id, agent_id, reasons in row["inbox"]:
+                    self.events.inbox_new(
+                        agent_id, item_wire(item_id, list(reasons), slug, row["wire"])
+                    )
         if self.metrics is not None:
             for row in rows:
                 self.metrics.message_stored(row["room_id"])
@@ -82,16 +101,36 @@ class MessageService:
         return body, client_msg_id
 
     async def send(
-        self, actor: Principal, room_ref: str, body: object, client_msg_id: object = None
+        self,
+        actor: Principal,
+        room_ref: str,
+        body: object,
+        client_msg_id: object = None,
+        *,
+        reply_to: object = None,
+        ack_from: object = None,
     ) -> tuple[dict[str, Any], bool]:
         """Store a message from a member; returns its wire form (the contract's message
         object) and whether it is new (False for an idempotent repeat, which stores and
         announces nothing). Every edge sends through here; the membership check costs no
-        database round trip for a member this process knows (see rooms/membership.py)."""
+        database round trip for a member this process knows (see rooms/membership.py).
+
+        Coordination (mentions, `reply_to`, `ack_from`, direct rooms) is checked before
+        anything is stored and stored in the message's transaction (coordination/plan.py);
+        a plain message to a group room without an `@` costs nothing more. The answer to
+        the sender also lists `ignoredMentions`: `@names` that are not members, kept as text.
+        """
         body, client_msg_id = self.check_message(body, client_msg_id)
+        self.planner.check_args(reply_to, ack_from)
         room_id = await self.rooms.member_room_id(actor, room_ref)
-        row, created = await self.writer.submit(room_id, actor.agent_id, body, client_msg_id)
-        return row.get("wire") or message_wire(row), created
+        plan = await self.planner.plan(actor, room_id, body, reply_to, ack_from)
+        row, created = await self.writer.submit(
+            room_id, actor.agent_id, body, client_msg_id, plan.extras if plan else NO_PLAN
+        )
+        wire = row.get("wire") or message_wire(row)
+        if plan is not None and plan.ignored:
+            return {**wire, "ignoredMentions": plan.ignored}, created
+        return wire, created
 
     async def history(
         self,
@@ -110,9 +149,14 @@ class MessageService:
         async with self.db.read() as conn:
             if after_seq is not None:
                 rows = await store.after(conn, room.id, after_seq, limit)
-                return MessagePage(messages=[message_out(r) for r in rows], next_cursor=None)
+                answers = await answers_of(conn, rows)
+                return MessagePage(
+                    messages=[message_out(r, answers.get(r["id"])) for r in rows],
+                    next_cursor=None,
+                )
             rows = await store.newest(conn, room.id, before, limit + 1)
-        page = [message_out(r) for r in rows[:limit]]
+            answers = await answers_of(conn, rows[:limit])
+        page = [message_out(r, answers.get(r["id"])) for r in rows[:limit]]
         more = len(rows) > limit
         return MessagePage(
             messages=page, next_cursor=cursors.encode_seq(page[-1].seq) if more else None

@@ -28,7 +28,9 @@ from agenthub.db.engine import Database
 from agenthub.db.types import utcnow, uuid7
 from agenthub.errors import NotFound, Unavailable
 from agenthub.messages.batch_store import (
+    NO_EXTRAS,
     BatchStore,
+    Extras,
     Key,
     NewMessage,
     PgBatchStore,
@@ -53,6 +55,7 @@ class Pending:
     body: str
     client_msg_id: str | None
     future: asyncio.Future[tuple[dict[str, Any], bool]] = field(repr=False)
+    extras: Extras = NO_EXTRAS
 
 
 Committed = Callable[[list[dict[str, Any]]], None]
@@ -90,15 +93,21 @@ class MessageWriter:
         self._task = None
 
     async def submit(
-        self, room_id: uuid.UUID, sender_id: uuid.UUID, body: str, client_msg_id: str | None
+        self,
+        room_id: uuid.UUID,
+        sender_id: uuid.UUID,
+        body: str,
+        client_msg_id: str | None,
+        extras: Extras = NO_EXTRAS,
     ) -> tuple[dict[str, Any], bool]:
-        """Store a message; returns its row and whether it is new. Resolves after commit."""
+        """Store a message (with its inbox items and asked acknowledgements, in the same
+        transaction); returns its row and whether it is new. Resolves after commit."""
         if self._task is None or self._task.done():  # not started, or stopped: nobody commits
             raise Unavailable("the server is shutting down")
         future: asyncio.Future[tuple[dict[str, Any], bool]] = (
             asyncio.get_running_loop().create_future()
         )
-        self._pending.append(Pending(room_id, sender_id, body, client_msg_id, future))
+        self._pending.append(Pending(room_id, sender_id, body, client_msg_id, future, extras))
         self._wake.set()
         return await future
 
@@ -173,8 +182,10 @@ class MessageWriter:
                 seq = next_seq[p.room_id]
                 next_seq[p.room_id] = seq + 1
                 new[id(p)] = NewMessage(
-                    uuid7(), p.room_id, seq, p.sender_id, p.body, p.client_msg_id, now
+                    uuid7(), p.room_id, seq, p.sender_id, p.body, p.client_msg_id, now, p.extras
                 )
+                if p.extras.inbox:
+                    new[id(p)].inbox_ids = [(uuid7(), a, r) for a, r in p.extras.inbox]
             messages = list(new.values())
             if messages:
                 inserted = await store.insert(conn, messages, [uuid7() for _ in messages])

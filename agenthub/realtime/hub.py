@@ -34,8 +34,9 @@ from agenthub.errors import (
     Unavailable,
     clip,
 )
-from agenthub.http.origins import origin_allowed, parse_origins
+from agenthub.http.origins import origin_allowed, parse_origins, same_origin
 from agenthub.observability.metrics import Metrics
+from agenthub.realtime import claims_search, coordination
 from agenthub.realtime.admission import Admission
 from agenthub.realtime.commits import CommitSignals
 from agenthub.realtime.presence import Presence
@@ -139,6 +140,9 @@ class Hub:
             "room:join": self._room_join,
             "room:leave": self._room_leave,
             "session:renew": self._session_renew,
+            "direct:send": coordination.direct_send,
+            "message:ack": coordination.message_ack,
+            **claims_search.HANDLERS,
         }
         self.sio.on("connect", self._on_connect, namespace=NAMESPACE)
         self.sio.on("disconnect", self._on_disconnect, namespace=NAMESPACE)
@@ -146,7 +150,11 @@ class Hub:
             self.sio.on(event, self._dispatcher(event), namespace=NAMESPACE)
 
     def _origin_allowed(self, origin: str | None, environ: dict[str, Any]) -> bool:
-        return origin_allowed(self._origin_rules, origin)
+        # The hub's own origin too: the console (agenthub/console/) opens its socket from a
+        # page the hub served, at whatever address the hub was reached by.
+        return origin_allowed(self._origin_rules, origin) or same_origin(
+            environ.get("asgi.scope") or {}, origin
+        )
 
     # ---- lifecycle (owned by the app's lifespan) ----
 
@@ -264,6 +272,15 @@ class Hub:
                 rooms.discard(room)
                 self.presence.remove(room, holder, key)
                 self._publish_presence(room)
+
+    def inbox_new(self, agent_id: uuid.UUID, item: dict[str, Any]) -> None:
+        self._fanout("inbox:new", item, agent_room(agent_id))
+
+    def ack_answered(self, room_id: uuid.UUID, ack: dict[str, Any]) -> None:
+        self._fanout("ack:update", ack, str(room_id))
+
+    def claim_changed(self, room_id: uuid.UUID, change: dict[str, Any]) -> None:
+        self._fanout("claim:changed", change, str(room_id))
 
     # ---- delivery ----
 
@@ -409,6 +426,8 @@ class Hub:
             self._room_ref(payload),
             payload.get("body"),
             payload.get("clientMsgId"),
+            reply_to=payload.get("replyTo"),
+            ack_from=payload.get("ackFrom"),
         )
         return {"ok": True, "message": message}
 

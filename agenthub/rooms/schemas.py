@@ -33,6 +33,7 @@ class RoomPublic(WireModel):
     name: str
     created_by: uuid.UUID
     created_at: Timestamp
+    kind: str = Field(description="'group', or 'direct': a two-member direct conversation")
 
 
 class RoomList(WireModel):
@@ -54,4 +55,5 @@ def room_out(row: Mapping[Any, Any]) -> RoomPublic:
         name=row["name"],
         created_by=row["created_by"],
         created_at=row["created_at"],
+        kind=row.get("kind") or "group",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +29,8 @@ class RoomService:
         # Slugs this process has resolved (a room's slug never changes and rooms are never
         # deleted, so an entry stays true); bounded by the number of rooms.
         self._slug_ids: dict[str, uuid.UUID] = {}
+        # A room's slug and kind, by id (neither ever changes): for sends that coordinate.
+        self._info: dict[uuid.UUID, tuple[str, str]] = {}
         self.memberships = Memberships()
 
     def _known_id(self, ref: str) -> uuid.UUID | None:
@@ -64,7 +67,8 @@ class RoomService:
         if found is None:
             raise NotFound(f"room '{clip(ref)}' does not exist")
         row, is_member = found
-        if not is_member and not (admin_ok and actor.is_admin):
+        if not is_member and not (admin_ok and actor.is_admin and row["kind"] != "direct"):
+            # A direct room is its two members' only: admins see it in the audit log alone.
             raise Forbidden(f"you are not a member of room '{row['slug']}'")
         return self._resolved(ref, row)
 
@@ -75,6 +79,55 @@ class RoomService:
         if found is None:
             raise NotFound(f"room '{clip(ref)}' does not exist")
         return self._resolved(ref, found[0])
+
+    async def info(self, room_id: uuid.UUID) -> tuple[str, str]:
+        """The slug and kind of the room `room_id` (which exists): from memory once known."""
+        known = self._info.get(room_id)
+        if known is None:
+            async with self.db.read() as conn:
+                row = await store.by_id(conn, room_id)
+            if row is None:
+                raise NotFound("the room does not exist")
+            known = self._info[room_id] = (row["slug"], row["kind"])
+        return known
+
+    def cached_info(self, room_id: uuid.UUID) -> tuple[str, str] | None:
+        return self._info.get(room_id)
+
+    async def direct_room(self, actor: Principal, other_id: uuid.UUID, names: str) -> uuid.UUID:
+        """The id of the direct room of the actor and `other_id` (another agent), created with
+        both as members on first use. The pair's `direct_key` makes it exist once, even when
+        both write to each other for the first time at the same moment."""
+        key = ":".join(sorted((actor.agent_id.hex, other_id.hex)))
+        async with self.db.read() as conn:
+            found = await store.by_direct_key(conn, key)
+        if found is not None:
+            return uuid.UUID(str(found["id"]))
+        slug = "dm-" + secrets.token_hex(8)  # not guessable, never a UUID, never taken twice
+        try:
+            async with self.db.write() as conn:
+                row = await store.insert(
+                    conn, slug, names, actor.agent_id, kind="direct", direct_key=key
+                )
+                await store.add_member(conn, row["id"], other_id)
+                payload = {
+                    "roomId": str(row["id"]),
+                    "slug": slug,
+                    "kind": "direct",
+                    "members": [str(actor.agent_id), str(other_id)],
+                }
+                await audit.record(conn, "room-created", actor.agent_id, payload)
+                room = room_out(row)
+                on_commit(conn, lambda: self._member_added(actor.agent_id, room))
+                on_commit(conn, lambda: self._member_added(other_id, room))
+        except sa.exc.IntegrityError:  # the other agent created it meanwhile
+            async with self.db.read() as conn:
+                found = await store.by_direct_key(conn, key)
+            if found is None:
+                raise
+            return uuid.UUID(str(found["id"]))
+        self._info[room.id] = (slug, "direct")
+        return room.id
 
     async def room_ids_of(self, actor: Principal) -> list[uuid.UUID]:
         since = self.memberships.mark()
@@ -128,6 +181,8 @@ class RoomService:
     ) -> tuple[AgentPublic, bool]:
         """Add an agent to a room; returns it and whether it is new there."""
         room = await self.room_for(actor, ref, admin_ok=True)
+        if room.kind == "direct":
+            raise Forbidden(f"room '{room.slug}' is a direct conversation: no one can be added")
         async with self.db.write() as conn:
             agent = await agents_store.get_by_ref(conn, agent_ref)
             if agent is None:
@@ -149,6 +204,8 @@ class RoomService:
             if agent is None:
                 raise NotFound(f"agent '{clip(agent_ref)}' does not exist")
             room_id, agent_id = room["id"], agent["id"]
+            if room["kind"] == "direct":
+                raise Forbidden(f"room '{room['slug']}' is a direct conversation: it keeps both")
             if not actor.is_admin and actor.agent_id != agent_id:
                 raise Forbidden("only an admin or the agent itself may remove a member")
             if not await store.remove_member(conn, room_id, agent_id):

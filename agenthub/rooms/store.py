@@ -47,7 +47,10 @@ async def list_for_agent(conn: AsyncConnection, agent_id: uuid.UUID) -> Sequence
 
 
 async def list_all(conn: AsyncConnection) -> Sequence[RowMapping]:
-    stmt = sa.select(rooms).order_by(rooms.c.created_at, rooms.c.slug)
+    """Every room but the direct ones, which only their two members see."""
+    stmt = (
+        sa.select(rooms).where(rooms.c.kind != "direct").order_by(rooms.c.created_at, rooms.c.slug)
+    )
     return (await conn.execute(stmt)).mappings().all()
 
 
@@ -57,9 +60,16 @@ async def room_ids_for_agent(conn: AsyncConnection, agent_id: uuid.UUID) -> list
 
 
 async def insert(
-    conn: AsyncConnection, slug: str, name: str, created_by: uuid.UUID
+    conn: AsyncConnection,
+    slug: str,
+    name: str,
+    created_by: uuid.UUID,
+    *,
+    kind: str = "group",
+    direct_key: str | None = None,
 ) -> dict[str, Any]:
-    """Insert a room with its creator as first member; a taken slug raises IntegrityError."""
+    """Insert a room with its creator as first member; a taken slug (or direct key) raises
+    IntegrityError."""
     room_id = uuid7()
     row = {
         "id": room_id,
@@ -68,6 +78,8 @@ async def insert(
         "created_by": created_by,
         "created_at": utcnow(),
         "last_seq": 0,
+        "kind": kind,
+        "direct_key": direct_key,
     }
     await conn.execute(sa.insert(rooms).values(**row))
     await add_member(conn, room_id, created_by)
@@ -97,3 +109,12 @@ async def remove_member(conn: AsyncConnection, room_id: uuid.UUID, agent_id: uui
         room_members.c.room_id == room_id, room_members.c.agent_id == agent_id
     )
     return (await conn.execute(stmt)).rowcount > 0
+
+
+async def by_direct_key(conn: AsyncConnection, key: str) -> RowMapping | None:
+    stmt = sa.select(rooms).where(rooms.c.direct_key == key)
+    return (await conn.execute(stmt)).mappings().first()
+
+
+async def by_id(conn: AsyncConnection, room_id: uuid.UUID) -> RowMapping | None:
+    return (await conn.execute(sa.select(rooms).where(rooms.c.id == room_id))).mappings().first()

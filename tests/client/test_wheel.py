@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import venv
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -316,3 +317,12 @@ def test_sdk_messages_from_the_installed_package(
         assert listener.stderr is not None
         err = listener.stderr.read()
     assert listener.returncode == 0, err[-2000:]
+
+
+def test_the_wheel_ships_the_consoles_files(wheel: Path) -> None:
+    """The console is served from the package: its static files must be in the wheel."""
+    static = REPO / "agenthub" / "console" / "static"
+    with zipfile.ZipFile(wheel) as built:
+        names = set(built.namelist())
+    for path in static.iterdir():
+        assert f"agenthub/console/static/{path.name}" in names, path.name

@@ -63,6 +63,11 @@ OPERATIONS = [
     "GET /api/v1/rooms/{room}/messages",
     "POST /api/v1/rooms/{room}/messages",
     "GET /api/v1/audit-events",
+    "POST /api/v1/rooms/{room}/claims",
+    "GET /api/v1/rooms/{room}/claims",
+    "POST /api/v1/rooms/{room}/claims/renew",
+    "GET /api/v1/search/messages",
+    "DELETE /api/v1/rooms/{room}/claims",
     "DELETE /api/v1/tokens/{prefix}",
     "DELETE /api/v1/rooms/{room}/members/{agent}",
 ]
@@ -76,6 +81,13 @@ SEMANTIC_400 = [
     "GET /api/v1/rooms/{room}/messages",
     "GET /api/v1/audit-events",
     "POST /api/v1/agents/{agent}/tokens",
+    # A resource holds no control character; a query needs a word (not only punctuation) and at
+    # most 16 terms; `cursor` is opaque.
+    "POST /api/v1/rooms/{room}/claims",
+    "GET /api/v1/rooms/{room}/claims",
+    "POST /api/v1/rooms/{room}/claims/renew",
+    "DELETE /api/v1/rooms/{room}/claims",
+    "GET /api/v1/search/messages",
 ]
 ACCEPTED_WITH_400 = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
 

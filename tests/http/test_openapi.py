@@ -11,6 +11,18 @@ import pytest
 from tests.support import Server
 
 # (method, path) -> (success status, request body schema fields or None, response fields or None)
+MESSAGE = {
+    "id",
+    "roomId",
+    "seq",
+    "senderId",
+    "body",
+    "clientMsgId",
+    "createdAt",
+    "replyTo",
+    "mentions",
+    "acks",
+}
 ENDPOINTS: dict[tuple[str, str], tuple[str, set[str] | None, set[str] | None]] = {
     ("get", "/healthz"): ("200", None, {"status", "uptime"}),
     ("get", "/readyz"): ("200", None, {"status", "checks"}),
@@ -37,12 +49,14 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, set[str] | None, set[str] | None]] =
     ("post", "/api/v1/rooms"): (
         "201",
         {"slug", "name"},
+        {"id", "slug", "name", "createdBy", "createdAt", "kind"},
         {"id", "slug", "name", "createdBy", "createdAt"},
     ),
     ("get", "/api/v1/rooms"): ("200", None, {"rooms"}),
     ("get", "/api/v1/rooms/{room}"): (
         "200",
         None,
+        {"id", "slug", "name", "createdBy", "createdAt", "kind"},
         {"id", "slug", "name", "createdBy", "createdAt"},
     ),
     ("get", "/api/v1/rooms/{room}/members"): ("200", None, {"members"}),
@@ -54,11 +68,40 @@ ENDPOINTS: dict[tuple[str, str], tuple[str, set[str] | None, set[str] | None]] =
     ("delete", "/api/v1/rooms/{room}/members/{agent}"): ("204", None, None),
     ("post", "/api/v1/rooms/{room}/messages"): (
         "201",
-        {"body", "clientMsgId"},
-        {"id", "roomId", "seq", "senderId", "body", "clientMsgId", "createdAt"},
+        {"body", "clientMsgId", "replyTo", "ackFrom"},
+        MESSAGE,
     ),
     ("get", "/api/v1/rooms/{room}/messages"): ("200", None, {"messages", "nextCursor"}),
     ("get", "/api/v1/audit-events"): ("200", None, {"events", "nextCursor"}),
+    # Coordination
+    ("get", "/api/v1/inbox"): ("200", None, {"items", "nextCursor", "unread", "readUpTo"}),
+    ("post", "/api/v1/inbox/read"): ("200", {"upTo"}, {"readUpTo", "unread"}),
+    ("post", "/api/v1/direct/{agent}/messages"): ("201", {"body", "clientMsgId"}, MESSAGE),
+    ("post", "/api/v1/rooms/{room}/messages/{seq}/acks"): (
+        "200",
+        {"status", "note"},
+        {"roomId", "seq", "messageId", "agentId", "status", "note", "answeredAt"},
+    ),
+    ("get", "/api/v1/acks/pending"): ("200", None, {"pending"}),
+    ("get", "/api/v1/rooms/{room}/messages/{seq}/thread"): (
+        "200",
+        None,
+        {"root", "replies", "more"},
+    ),
+    # claims and search
+    ("post", "/api/v1/rooms/{room}/claims"): (
+        "201",
+        {"resource", "ttlSeconds", "exclusive"},
+        {"roomId", "resource", "agentId", "agentName", "exclusive", "createdAt", "expiresAt"},
+    ),
+    ("get", "/api/v1/rooms/{room}/claims"): ("200", None, {"claims"}),
+    ("post", "/api/v1/rooms/{room}/claims/renew"): (
+        "200",
+        {"resource", "ttlSeconds"},
+        {"roomId", "resource", "agentId", "agentName", "exclusive", "createdAt", "expiresAt"},
+    ),
+    ("delete", "/api/v1/rooms/{room}/claims"): ("204", None, None),
+    ("get", "/api/v1/search/messages"): ("200", None, {"messages", "nextCursor"}),
 }
 
 # Error statuses each operation must document, beyond the 400/401 every /api/v1 call has.
@@ -77,6 +120,15 @@ SPECIFIC_ERRORS: dict[tuple[str, str], set[str]] = {
     ("post", "/api/v1/rooms/{room}/messages"): {"403", "404", "413"},
     ("get", "/api/v1/rooms/{room}/messages"): {"403", "404"},
     ("get", "/api/v1/audit-events"): {"403", "404"},
+    ("post", "/api/v1/inbox/read"): {"404"},
+    ("post", "/api/v1/direct/{agent}/messages"): {"404", "413"},
+    ("post", "/api/v1/rooms/{room}/messages/{seq}/acks"): {"403", "404"},
+    ("get", "/api/v1/rooms/{room}/messages/{seq}/thread"): {"403", "404"},
+    ("post", "/api/v1/rooms/{room}/claims"): {"403", "404", "409"},
+    ("get", "/api/v1/rooms/{room}/claims"): {"403", "404"},
+    ("post", "/api/v1/rooms/{room}/claims/renew"): {"403", "404"},
+    ("delete", "/api/v1/rooms/{room}/claims"): {"403", "404"},
+    ("get", "/api/v1/search/messages"): {"403", "404"},
 }
 
 NULL = {"type": "null"}
@@ -85,6 +137,12 @@ QUERY_PARAMS: dict[tuple[str, str], set[str]] = {
     ("get", "/api/v1/rooms"): {"all"},
     ("get", "/api/v1/rooms/{room}/messages"): {"cursor", "afterSeq", "limit"},
     ("get", "/api/v1/audit-events"): {"type", "agent", "cursor", "limit"},
+    ("get", "/api/v1/inbox"): {"cursor", "unread", "newest", "limit"},
+    ("get", "/api/v1/acks/pending"): {"limit"},
+    ("get", "/api/v1/rooms/{room}/messages/{seq}/thread"): {"afterSeq", "limit"},
+    ("get", "/api/v1/rooms/{room}/claims"): {"resource"},
+    ("delete", "/api/v1/rooms/{room}/claims"): {"resource"},
+    ("get", "/api/v1/search/messages"): {"q", "room", "sender", "cursor", "limit"},
 }
 
 
@@ -220,6 +278,7 @@ def test_list_items_have_the_contract_shapes(doc: dict[str, Any]) -> None:
         "name",
         "createdBy",
         "createdAt",
+        "kind",
     }
     assert items("get", "/api/v1/agents/{agent}/tokens", "tokens") == {
         "id",
@@ -229,6 +288,7 @@ def test_list_items_have_the_contract_shapes(doc: dict[str, Any]) -> None:
         "lastUsedAt",
         "revokedAt",
     }
+    assert items("get", "/api/v1/rooms/{room}/messages", "messages") == MESSAGE
     assert items("get", "/api/v1/rooms/{room}/messages", "messages") == {
         "id",
         "roomId",

@@ -156,6 +156,9 @@ async def test_send_ack_and_fan_out_to_every_socket_including_sender(
             "body",
             "clientMsgId",
             "createdAt",
+            "replyTo",  # these three: docs/API.md, "Coordination"
+            "mentions",
+            "acks",
         }
         assert message["roomId"] == room["id"]
         assert message["senderId"] == alice.id
