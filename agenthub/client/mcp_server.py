@@ -28,7 +28,16 @@ from mcp.server.mcpserver.exceptions import ToolError
 from agenthub.client import AgentHubClient, AgentHubError, hints
 from agenthub.client.channel import CHANNEL_INSTRUCTIONS, Channel, coalesce_from_env
 from agenthub.client.credentials import NotConfigured, load_credentials
-from agenthub.client.models import Agent, Message, Room
+from agenthub.client.models import (
+    AckAnswer,
+    Agent,
+    Claim,
+    InboxPage,
+    Message,
+    PendingAck,
+    Room,
+    SearchPage,
+)
 from agenthub.mcp.tools import (
     FULL,
     INSTRUCTIONS,
@@ -70,8 +79,17 @@ class SdkBackend:
     async def latest_seq(self, room: str) -> int:
         return await self.client.latest_seq(room)
 
-    async def send(self, room: str, body: str) -> Message:
-        return await self.client.send(room, body)
+    async def send(
+        self,
+        room: str,
+        body: str,
+        reply_to: int | None = None,
+        ack_from: list[str] | None = None,
+    ) -> Message:
+        return await self.client.send(room, body, reply_to=reply_to, ack_from=ack_from)
+
+    async def send_direct(self, agent: str, body: str) -> Message:
+        return await self.client.send_direct(agent, body)
 
     async def wait(self, room: str, after_seq: int, timeout: float) -> list[Message]:  # noqa: ASYNC109
         return await self.client.wait_for_messages(room, after_seq, timeout)
@@ -87,6 +105,30 @@ class SdkBackend:
 
     async def add_member(self, room: str, agent: str) -> Agent:
         return await self.client.add_member(room, agent)
+
+    async def inbox(self, unread_only: bool, limit: int) -> InboxPage:
+        return await self.client.inbox(unread_only=unread_only, newest=not unread_only, limit=limit)
+
+    async def mark_inbox_read(self, up_to: str) -> int:
+        return await self.client.mark_inbox_read(up_to)
+
+    async def ack(self, room: str, seq: int, status: str, note: str | None) -> AckAnswer:
+        return await self.client.ack(room, seq, status, note)
+
+    async def pending_acks(self, limit: int) -> list[PendingAck]:
+        return await self.client.pending_acks(limit=limit)
+
+    async def claim(self, room: str, resource: str, ttl: int, exclusive: bool) -> Claim:
+        return await self.client.claim(room, resource, ttl, exclusive=exclusive)
+
+    async def release(self, room: str, resource: str) -> None:
+        await self.client.release(room, resource)
+
+    async def claims(self, room: str) -> list[Claim]:
+        return await self.client.claims(room)
+
+    async def search(self, query: str, room: str | None, limit: int) -> SearchPage:
+        return await self.client.search(query, room=room, limit=limit)
 
 
 def build_stdio_server(

@@ -20,7 +20,17 @@ from agenthub.client import hints
 from agenthub.client.errors import BY_CODE, AgentHubError, Internal
 from agenthub.client.errors import InvalidRequest as ClientInvalidRequest
 from agenthub.client.errors import RateLimited as ClientRateLimited
-from agenthub.client.models import Agent, Message, Room
+from agenthub.client.models import (
+    AckAnswer,
+    Agent,
+    Claim,
+    InboxPage,
+    Message,
+    PendingAck,
+    Room,
+    SearchHit,
+    SearchPage,
+)
 from agenthub.errors import AppError, RateLimited
 from agenthub.realtime.commits import CommitSignals
 from agenthub.rooms.schemas import MemberAdd, RoomCreate
@@ -126,8 +136,24 @@ class ServiceBackend:
         newest, _ = await self._page(room, None, 1)
         return newest[0].seq if newest else 0
 
-    async def send(self, room: str, body: str) -> Message:
-        wire, _ = await self._hub(self.services.messages.send(self.principal, room, body))
+    async def send(
+        self,
+        room: str,
+        body: str,
+        reply_to: int | None = None,
+        ack_from: list[str] | None = None,
+    ) -> Message:
+        wire, _ = await self._hub(
+            self.services.messages.send(
+                self.principal, room, body, reply_to=reply_to, ack_from=ack_from
+            )
+        )
+        return Message.from_wire(wire)
+
+    async def send_direct(self, agent: str, body: str) -> Message:
+        wire, _ = await self._hub(
+            self.services.coordination.send_direct(self.principal, agent, body)
+        )
         return Message.from_wire(wire)
 
     async def wait(self, room: str, after_seq: int, timeout: float) -> list[Message]:  # noqa: ASYNC109
@@ -167,3 +193,49 @@ class ServiceBackend:
         body: MemberAdd = self._checked(MemberAdd, {"agent": agent})
         added, _ = await self._hub(self.services.rooms.add_member(self.principal, room, body.agent))
         return Agent.from_wire(_wire(added))
+
+    async def inbox(self, unread_only: bool, limit: int) -> InboxPage:
+        page = await self._hub(
+            self.services.coordination.inbox(
+                self.principal,
+                cursor=None,
+                unread_only=unread_only,
+                limit=limit,
+                newest=not unread_only,
+            )
+        )
+        return InboxPage.from_wire(page)
+
+    async def mark_inbox_read(self, up_to: str) -> int:
+        state = await self._hub(self.services.coordination.mark_read(self.principal, up_to))
+        return int(state["unread"])
+
+    async def ack(self, room: str, seq: int, status: str, note: str | None) -> AckAnswer:
+        answer = await self._hub(
+            self.services.coordination.answer(self.principal, room, seq, status, note)
+        )
+        return AckAnswer.from_wire(answer)
+
+    async def pending_acks(self, limit: int) -> list[PendingAck]:
+        found = await self._hub(self.services.coordination.pending(self.principal, limit))
+        return [PendingAck.from_wire(p) for p in found["pending"]]
+
+    async def claim(self, room: str, resource: str, ttl: int, exclusive: bool) -> Claim:
+        made, _ = await self._hub(
+            self.services.claims.claim(self.principal, room, resource, ttl, exclusive)
+        )
+        return Claim.from_wire(_wire(made))
+
+    async def release(self, room: str, resource: str) -> None:
+        await self._hub(self.services.claims.release(self.principal, room, resource))
+
+    async def claims(self, room: str) -> list[Claim]:
+        found = await self._hub(self.services.claims.list(self.principal, room))
+        return [Claim.from_wire(_wire(c)) for c in found]
+
+    async def search(self, query: str, room: str | None, limit: int) -> SearchPage:
+        page = await self._hub(
+            self.services.search.search(self.principal, query, room=room, limit=limit)
+        )
+        hits = [SearchHit.from_wire(_wire(hit)) for hit in page.messages]
+        return SearchPage(hits=hits, next_cursor=page.next_cursor)

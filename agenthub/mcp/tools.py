@@ -28,7 +28,7 @@ import os
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, NotRequired, Protocol, TypeVar
+from typing import Annotated, Any, Literal, NotRequired, Protocol, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -39,7 +39,17 @@ from typing_extensions import TypedDict
 
 from agenthub.client import hints
 from agenthub.client.errors import AgentHubError, PayloadTooLarge
-from agenthub.client.models import Agent, Message, Room
+from agenthub.client.models import (
+    AckAnswer,
+    Agent,
+    Claim,
+    InboxPage,
+    Message,
+    PendingAck,
+    Room,
+    SearchHit,
+    SearchPage,
+)
 
 T = TypeVar("T")
 
@@ -56,6 +66,12 @@ BODY_PREVIEW_CHARS = 4_000  # of each body in a list; read_message pages through
 RESULT_BUDGET_CHARS = 40_000  # of the messages of one result, as JSON
 READ_CHUNK_CHARS = 16_000  # of one body per read_message call
 WAIT_MAX_MESSAGES = 50
+INBOX_LIMIT_MAX = 100
+CLAIM_TTL_MAX_S = 86_400
+SEARCH_LIMIT_MAX = 50
+SEARCH_PREVIEW_CHARS = 1_000  # of each body found; read_message(room, seq) reads it whole
+ACK_NOTE_PREVIEW_CHARS = 500  # of each acknowledgement's note shown with its message
+MAX_SEQ = 2**63 - 1
 CHANNEL_CAPABILITY = "claude/channel"
 DEFAULT_MESSAGE_LIMIT = 65_536  # the contract's MAX_MESSAGE_BYTES, when the hub's is unknown
 
@@ -96,7 +112,17 @@ class Backend(Protocol):
 
     async def after(self, room: str, after_seq: int, limit: int) -> list[Message]: ...
     async def latest_seq(self, room: str) -> int: ...
-    async def send(self, room: str, body: str) -> Message: ...
+    async def send(
+        self,
+        room: str,
+        body: str,
+        reply_to: int | None = None,
+        ack_from: list[str] | None = None,
+    ) -> Message:
+        """The stored message; its `ignored_mentions` are `@names` that are not members."""
+        ...
+
+    async def send_direct(self, agent: str, body: str) -> Message: ...
 
     async def wait(self, room: str, after_seq: int, timeout: float) -> list[Message]:  # noqa: ASYNC109
         """Messages after `after_seq` as soon as there is one; [] at the timeout."""
@@ -110,6 +136,21 @@ class Backend(Protocol):
     async def create_room(self, slug: str, name: str | None) -> Room: ...
     async def add_member(self, room: str, agent: str) -> Agent: ...
 
+    async def inbox(self, unread_only: bool, limit: int) -> InboxPage:
+        """Unread items oldest first (`unread_only`), else the latest `limit`, oldest first."""
+        ...
+
+    async def mark_inbox_read(self, up_to: str) -> int:
+        """Mark read up to item `up_to`; how many items are still unread."""
+        ...
+
+    async def ack(self, room: str, seq: int, status: str, note: str | None) -> AckAnswer: ...
+    async def pending_acks(self, limit: int) -> list[PendingAck]: ...
+    async def claim(self, room: str, resource: str, ttl: int, exclusive: bool) -> Claim: ...
+    async def release(self, room: str, resource: str) -> None: ...
+    async def claims(self, room: str) -> list[Claim]: ...
+    async def search(self, query: str, room: str | None, limit: int) -> SearchPage: ...
+
 
 class Session:
     """One MCP session's view of the hub: its backend and the agent names it has learnt."""
@@ -117,6 +158,7 @@ class Session:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._names: dict[str, str] = {}
+        self._slugs: dict[str, str] = {}
         self._missed: set[str] = set()
 
     async def name(self, agent_id: str) -> str:
@@ -124,6 +166,12 @@ class Session:
             self._missed.add(agent_id)
             self._names.update({a.id: a.name for a in await self.backend.agents()})
         return self._names.get(agent_id, agent_id)
+
+    async def slug(self, room_id: str) -> str:
+        if room_id not in self._slugs and room_id not in self._missed:
+            self._missed.add(room_id)
+            self._slugs.update({r.id: r.slug for r in await self.backend.rooms()})
+        return self._slugs.get(room_id, room_id)
 
 
 _SESSION: contextvars.ContextVar[Session] = contextvars.ContextVar("agenthub_mcp_session")
@@ -183,6 +231,7 @@ class SentResult(TypedDict):
     seq: int
     id: str
     createdAt: str
+    note: NotRequired[str]
 
 
 class WaitResult(TypedDict):
@@ -214,11 +263,126 @@ class MemberResult(TypedDict):
     member: str
 
 
+class AckOut(TypedDict):
+    agent: str
+    status: str | None
+    note: str | None
+
+
+class AddressedOut(MessageOut):
+    room: str
+    replyTo: NotRequired[int]
+    acks: NotRequired[list[AckOut]]
+
+
+class InboxItemOut(AddressedOut):
+    why: list[str]
+
+
+class InboxResult(TypedDict):
+    items: list[InboxItemOut]
+    unread: int
+    note: NotRequired[str]
+
+
+class DirectSentResult(TypedDict):
+    room: str
+    seq: int
+    to: str
+
+
+class AckResult(TypedDict):
+    room: str
+    seq: int
+    status: str
+
+
+class PendingResult(TypedDict):
+    pending: list[AddressedOut]
+    omitted: NotRequired[int]
+
+
+class ClaimOut(TypedDict):
+    resource: str
+    holder: str
+    exclusive: bool
+    expiresAt: str
+
+
+class ClaimResult(ClaimOut):
+    room: str
+
+
+class ReleasedResult(TypedDict):
+    room: str
+    released: str
+
+
+class ClaimsResult(TypedDict):
+    room: str
+    claims: list[ClaimOut]
+
+
+class HitOut(TypedDict):
+    room: str
+    seq: int
+    sender: str
+    body: str
+    createdAt: str
+    truncated: NotRequired[bool]
+
+
+class SearchResult(TypedDict):
+    results: list[HitOut]
+    more: bool
+
+
 RoomParam = Annotated[str, Field(description="The room's slug (e.g. 'ops') or its id.")]
+ResourceParam = Annotated[
+    str,
+    Field(min_length=1, max_length=256, description="What to claim: a file path, a task id…"),
+]
+AckStatus = Literal["seen", "done", "blocked", "rejected"]
 
 
 def _created(message: Message) -> str:
     return str(message.to_wire()["createdAt"])
+
+
+def _claim(claim: Claim) -> ClaimOut:
+    return {
+        "resource": claim.resource,
+        "holder": claim.agent_name,
+        "exclusive": claim.exclusive,
+        "expiresAt": str(claim.to_wire()["expiresAt"]),
+    }
+
+
+def _hit(hit: SearchHit) -> HitOut:
+    body = hit.message.body
+    out: HitOut = {
+        "room": hit.room_slug,
+        "seq": hit.message.seq,
+        "sender": hit.sender_name,
+        "body": body[:SEARCH_PREVIEW_CHARS],
+        "createdAt": _created(hit.message),
+    }
+    if len(body) > SEARCH_PREVIEW_CHARS:
+        out["truncated"] = True
+    return out
+
+
+def _within_budget(items: list[T]) -> list[T]:
+    """The first items that fit `RESULT_BUDGET_CHARS` as JSON (the first always does)."""
+    kept: list[T] = []
+    used = 0
+    for item in items:
+        size = len(json.dumps(item, ensure_ascii=False))
+        if kept and used + size > RESULT_BUDGET_CHARS:
+            break
+        kept.append(item)
+        used += size
+    return kept
 
 
 class Tools:
@@ -360,8 +524,19 @@ class Tools:
         self,
         room: RoomParam,
         body: Annotated[
-            str, Field(min_length=1, description="The message text (Markdown is fine).")
+            str,
+            Field(
+                min_length=1,
+                description="The message text (Markdown is fine); @name mentions a member.",
+            ),
         ],
+        reply_to: Annotated[
+            int | None, Field(ge=1, le=MAX_SEQ, description="Seq of the message answered.")
+        ] = None,
+        ack_from: Annotated[
+            list[str] | None,
+            Field(max_length=50, description="Member names asked to ack."),
+        ] = None,
     ) -> SentResult:
         backend = self.session.backend
         if not body.strip():
@@ -374,7 +549,7 @@ class Tools:
         if limit is not None and size > limit:
             raise ToolError(_too_long(size, limit))
         try:
-            sent = await backend.send(room, body)
+            sent = await backend.send(room, body, reply_to, ack_from)
         except PayloadTooLarge as exc:
             # The hub names its message limit ("... exceeds N bytes"); over its request limit
             # (1 MiB) it says only "too large": the message limit is what the model must meet.
@@ -383,7 +558,16 @@ class Tools:
             raise ToolError(_too_long(size, hub_limit)) from None
         except AgentHubError as exc:
             raise ToolError(hints.explain(exc, backend.url, room, None, backend.words)) from None
-        return {"room": room, "seq": sent.seq, "id": sent.id, "createdAt": _created(sent)}
+        result: SentResult = {
+            "room": room,
+            "seq": sent.seq,
+            "id": sent.id,
+            "createdAt": _created(sent),
+        }
+        if sent.ignored_mentions:
+            names = ", ".join("@" + n for n in sent.ignored_mentions)
+            result["note"] = f"not members of {room!r}, so not mentioned: {names}"[:2_000]
+        return result
 
     async def wait_for_messages(
         self,
@@ -521,6 +705,133 @@ class Tools:
         added = await self._call(self.session.backend.add_member(room, agent), room, agent)
         return {"room": room, "member": added.name}
 
+    # ---- coordination ----
+
+    async def _addressed(self, room: str, message: Message) -> AddressedOut:
+        shown = await self._render(room, message)
+        out: AddressedOut = {
+            "room": room,
+            "seq": shown["seq"],
+            "sender": shown["sender"],
+            "body": shown["body"],
+            "createdAt": shown["createdAt"],
+        }
+        if "truncated" in shown:
+            out["truncated"] = shown["truncated"]
+            out["bodyChars"] = shown["bodyChars"]
+        if message.reply_to is not None:
+            out["replyTo"] = message.reply_to
+        if message.acks:
+            out["acks"] = [
+                {
+                    "agent": await self.session.name(a.agent_id),
+                    "status": a.status,
+                    "note": a.note[:ACK_NOTE_PREVIEW_CHARS] if a.note is not None else None,
+                }
+                for a in message.acks
+            ]
+        return out
+
+    async def check_inbox(
+        self,
+        unread_only: Annotated[
+            bool, Field(description="Only unread items, which this call then marks read.")
+        ] = True,
+        limit: Annotated[
+            int, Field(ge=1, le=INBOX_LIMIT_MAX, description="At most this many items.")
+        ] = 20,
+    ) -> InboxResult:
+        backend = self.session.backend
+        page = await self._call(backend.inbox(unread_only, limit))
+        rendered: list[InboxItemOut] = []
+        for item in page.items:
+            out = await self._addressed(item.room_slug, item.message)
+            rendered.append(InboxItemOut(**out, why=list(item.reasons)))
+        kept = _within_budget(rendered)
+        unread = page.unread
+        if unread_only and kept:
+            unread = await self._call(backend.mark_inbox_read(page.items[len(kept) - 1].id))
+        result: InboxResult = {"items": kept, "unread": unread}
+        if unread_only and unread:
+            result["note"] = f"{unread} more unread: call check_inbox again"
+        return result
+
+    async def send_direct_message(
+        self,
+        agent: Annotated[str, Field(description="The agent's name.")],
+        body: Annotated[str, Field(min_length=1, description="The message text.")],
+    ) -> DirectSentResult:
+        backend = self.session.backend
+        if not body.strip():
+            raise ToolError(
+                "argument 'body' is only whitespace; write the message text, then call "
+                "send_direct_message again"
+            )
+        size = len(body.encode("utf-8", "surrogatepass"))
+        if backend.max_message_bytes is not None and size > backend.max_message_bytes:
+            raise ToolError(_too_long(size, backend.max_message_bytes))
+        sent = await self._call(backend.send_direct(agent, body), agent=agent)
+        return {"room": await self.session.slug(sent.room_id), "seq": sent.seq, "to": agent}
+
+    async def ack(
+        self,
+        room: Annotated[str, Field(description="Room slug.")],
+        seq: Annotated[int, Field(ge=1, le=MAX_SEQ, description="The message's seq.")],
+        status: Annotated[AckStatus, Field(description="Your answer.")],
+        note: Annotated[str | None, Field(max_length=2000, description="Optional note.")] = None,
+    ) -> AckResult:
+        done = await self._call(self.session.backend.ack(room, seq, status, note), room)
+        return {"room": room, "seq": done.seq, "status": done.status}
+
+    async def pending_acks(self) -> PendingResult:
+        pending = await self._call(self.session.backend.pending_acks(INBOX_LIMIT_MAX))
+        rendered = [await self._addressed(p.room_slug, p.message) for p in pending]
+        kept = _within_budget(rendered)
+        result: PendingResult = {"pending": kept}
+        if len(kept) < len(pending):
+            result["omitted"] = len(pending) - len(kept)
+        return result
+
+    # ---- claims and search ----
+
+    async def claim(
+        self,
+        room: RoomParam,
+        resource: ResourceParam,
+        ttl_seconds: Annotated[
+            int, Field(ge=1, le=CLAIM_TTL_MAX_S, description="How long, in seconds.")
+        ],
+        exclusive: Annotated[
+            bool, Field(description="false: share it with other non-exclusive claims.")
+        ] = True,
+    ) -> ClaimResult:
+        backend = self.session.backend
+        made = await self._call(backend.claim(room, resource, ttl_seconds, exclusive), room)
+        return {"room": room, **_claim(made)}
+
+    async def release(self, room: RoomParam, resource: ResourceParam) -> ReleasedResult:
+        await self._call(self.session.backend.release(room, resource), room)
+        return {"room": room, "released": resource}
+
+    async def list_claims(self, room: RoomParam) -> ClaimsResult:
+        found = await self._call(self.session.backend.claims(room), room)
+        return {"room": room, "claims": [_claim(c) for c in found]}
+
+    async def search_messages(
+        self,
+        query: Annotated[
+            str, Field(min_length=1, max_length=256, description="Words that must all appear.")
+        ],
+        room: Annotated[str | None, Field(description="Only this room (slug or id).")] = None,
+        limit: Annotated[
+            int, Field(ge=1, le=SEARCH_LIMIT_MAX, description="At most this many results.")
+        ] = 20,
+    ) -> SearchResult:
+        page = await self._call(self.session.backend.search(query, room, limit), room)
+        results = _within_budget([_hit(hit) for hit in page.hits])
+        more = page.next_cursor is not None or len(results) < len(page.hits)
+        return {"results": results, "more": more}
+
 
 def _too_long(size: int, limit: int) -> str:
     return (
@@ -607,6 +918,47 @@ TOOLS: tuple[ToolSpec, ...] = (
         "Add an agent (by name) to a room you are a member of; it then sees the room's "
         "messages, old and new. Adding an existing member is harmless.",
         read_only=False,
+    ),
+    # Coordination, claims and search: short descriptions on purpose (every tool list is sent
+    # on every turn).
+    ToolSpec(
+        "check_inbox",
+        "Messages addressed to you: mentions, direct messages, replies to yours, "
+        "acknowledgements asked of you (`why`). unread_only marks what it returns read.",
+        read_only=False,
+        idempotent=False,
+        core=True,
+    ),
+    ToolSpec(
+        "send_direct_message",
+        "Send a private message to one agent.",
+        read_only=False,
+        idempotent=False,
+    ),
+    ToolSpec("ack", "Answer a message that asked you to acknowledge it.", read_only=False),
+    ToolSpec("pending_acks", "Messages still awaiting your acknowledgement."),
+    ToolSpec(
+        "claim",
+        "Claim a resource (file path, task id) in a room for ttl_seconds so others leave "
+        "it alone; claim again to renew. Fails naming the holder if someone else holds it.",
+        read_only=False,
+    ),
+    ToolSpec(
+        "release",
+        "Release your claim on a resource in a room as soon as you are done with it, "
+        "so others may take it.",
+        read_only=False,
+    ),
+    ToolSpec(
+        "list_claims",
+        "List a room's live claims (resource, holder, exclusive, expiresAt): check "
+        "before working on a shared resource.",
+    ),
+    ToolSpec(
+        "search_messages",
+        "Full-text search of messages in your rooms, best matches first: room, "
+        f"seq, sender, body (cut at {SEARCH_PREVIEW_CHARS} characters; read_message for the "
+        "rest).",
     ),
 )
 

@@ -49,6 +49,23 @@ async def remote(
             yield client
 
 
+@asynccontextmanager
+async def edge_session(
+    edge: str, server: Server, agent: Agent, home: Path
+) -> AsyncIterator[Client]:
+    """An MCP session as `agent` through either edge: `stdio` (`agenthub mcp`, the SDK) or
+    `http` (the hub's `/mcp`, the services in-process)."""
+    if edge == "stdio":
+        async with mcp_session(as_agent(server, agent), home) as client:
+            yield client
+    else:
+        async with remote(server, agent.token) as client:
+            yield client
+
+
+EDGES = pytest.mark.parametrize("edge", ["stdio", "http"])
+
+
 def raw_post(server: Server, headers: dict[str, str], body: Any = INIT) -> httpx.Response:
     return httpx.post(
         f"{server.base_url}/mcp", json=body, headers={**ACCEPT, **headers}, timeout=WAIT
@@ -80,6 +97,7 @@ async def test_the_endpoint_lists_the_same_tools_as_agenthub_mcp(
         "read_message",
         "send_message",
         "wait_for_messages",
+        "check_inbox",
     }
     async with mcp_session({**as_agent(server, alice), "AGENTHUB_MCP_TOOLS": CORE}, tmp_path) as s:
         assert [t.name for t in (await s.list_tools()).tools] == core
