@@ -613,8 +613,9 @@ def mcp(
         bool,
         typer.Option(
             "--channel",
-            help="Also push new messages from other agents into Claude Code (channels, a "
-            "research preview: claude --dangerously-load-development-channels server:agenthub).",
+            help="Also push new messages and inbox items from other agents into Claude Code "
+            "(channels, a research preview: claude --dangerously-load-development-channels "
+            "server:agenthub).",
         ),
     ] = False,
 ) -> None:

@@ -167,3 +167,60 @@ async def test_channel_resumes_after_a_lost_connection_without_repeats(
             await asyncio.sleep(2.5)  # a repeat would have arrived by now
     assert [line.split(": ", 1)[1] for line in seen.lines()] == ["a", "b", "c", "d"]
     assert seen.events[-1]["meta"]["seq"] == str(base + 4)
+
+
+async def send(agent: Agent, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+    r = await asyncio.to_thread(agent.post, path, payload)
+    assert r.status_code == 201, r.text
+    out: dict[str, Any] = r.json()
+    return out
+
+
+async def test_channel_pushes_inbox_items_once_each_kind_saying_why(
+    server: Server, alice: Agent, bob: Agent, tmp_path: Path
+) -> None:
+    room = server.new_room(alice, bob)["slug"]
+    seen = Recorder()
+    url = f"/api/v1/rooms/{room}/messages"
+    async with channel_session(as_agent(server, alice), tmp_path, seen) as client:
+        assert "'inbox' for messages addressed to you" in (client.instructions or "")
+        await listening(seen, bob, room)
+
+        async def next_event(payload: dict[str, Any], path: str = url) -> dict[str, Any]:
+            count = len(seen.events)
+            sent = await send(bob, path, payload)
+            event = (await seen.until(count + 1))[count]
+            assert event["meta"]["seq"] == str(sent["seq"])
+            return event
+
+        mention = await next_event({"body": f"@{alice.name} please review"})
+        assert (mention["meta"]["kind"], mention["meta"]["reasons"]) == ("inbox", "mention")
+        assert mention["meta"]["room"] == room
+        assert mention["content"].endswith(f"{bob.name}: @{alice.name} please review")
+        plain = await next_event({"body": "fyi, nothing for you"})
+        assert plain["meta"]["kind"] == "message"
+        assert "reasons" not in plain["meta"]
+        asked = await next_event({"body": "deploy now?", "ackFrom": [alice.name]})
+        assert (asked["meta"]["kind"], asked["meta"]["reasons"]) == ("inbox", "ack")
+        mine = await call(client, "send_message", room=room, body="my proposal")
+        reply = await next_event({"body": "agreed", "replyTo": mine["seq"]})
+        assert (reply["meta"]["kind"], reply["meta"]["reasons"]) == ("inbox", "reply")
+        direct = await next_event(
+            {"body": "a private word"}, f"/api/v1/direct/{alice.name}/messages"
+        )
+        assert (direct["meta"]["kind"], direct["meta"]["reasons"]) == ("inbox", "direct")
+        assert direct["meta"]["room"].startswith("dm-")
+        both = await next_event({"body": f"@{alice.name} sign here", "ackFrom": [alice.name]})
+        assert both["meta"]["reasons"] == "mention,ack"
+
+        await asyncio.sleep(2.5)  # a second push of any of them would have arrived by now
+        assert len(seen.events) == 6, seen.events
+        # Pushing marks nothing read: check_inbox still has the five items addressed to her.
+        inbox = await call(client, "check_inbox")
+        assert [i["why"] for i in inbox["items"]] == [
+            ["mention"],
+            ["ack"],
+            ["reply"],
+            ["direct"],
+            ["mention", "ack"],
+        ]
