@@ -621,7 +621,7 @@ def mcp(
 ) -> None:
     """Run the MCP server on stdio (for Claude Code and other MCP clients).
 
-    AGENTHUB_MCP_TOOLS=core serves only the tools to read, send and wait."""
+    AGENTHUB_MCP_TOOLS=core serves only the tools to read, send, wait and check the inbox."""
     from agenthub.client.mcp_server import main
 
     main(channel)

@@ -3,7 +3,8 @@
 The tools themselves are defined once, in `agenthub.mcp.tools` (the hub's own `/mcp` endpoint
 serves the same ones); this module supplies their backend, the SDK (`SdkBackend`), and runs
 them over stdio. Configured like the agent CLI (AGENTHUB_URL / AGENTHUB_TOKEN, else the
-`agenthub login` file); `AGENTHUB_MCP_TOOLS=core` serves only the tools to read, send and wait.
+`agenthub login` file); `AGENTHUB_MCP_TOOLS=core` serves only the tools to read,
+send, wait and check the inbox.
 stdout carries the protocol and nothing else; logs go to stderr.
 
 Presence: the server keeps one Socket.IO connection open for its whole session, joined to every
