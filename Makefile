@@ -30,11 +30,13 @@ PYTEST_ARGS ?= -n 2 --dist loadfile
 pytest: $(STAMP) js-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The official JavaScript Socket.IO client, for tests/realtime/test_js_client.py (skipped without Node.js
-# unless AGENTHUB_REQUIRE_NODE=1, as in CI), and axe-core for the console's accessibility scan.
+# The official JavaScript Socket.IO client and MCP TypeScript SDK, for tests/realtime/test_js_client.py
+# and tests/mcp/test_js_client.py (skipped without Node.js unless AGENTHUB_REQUIRE_NODE=1, as in CI),
+# and axe-core for the console's accessibility scan.
 js-deps:
 	@if command -v npm >/dev/null 2>&1; then \
-	  [ -d tests/js/node_modules/socket.io-client ] && [ -d tests/js/node_modules/axe-core ] \
+	  { [ -d tests/js/node_modules/socket.io-client ] && [ -d tests/js/node_modules/axe-core ] \
+	    && [ -d tests/js/node_modules/@modelcontextprotocol/sdk ]; } \
 	    || npm ci --prefix tests/js --no-audit --no-fund --silent; \
 	else echo "npm not found: the JavaScript client test will be skipped"; fi
 

@@ -36,6 +36,7 @@ from agenthub.http.middleware import (
 )
 from agenthub.http.origins import parse_origins
 from agenthub.http.proxies import trust_proxies
+from agenthub.mcp.http import McpEdge
 from agenthub.messages.http import router as messages_router
 from agenthub.observability.metrics import Metrics
 from agenthub.realtime.cluster import command_options
@@ -60,6 +61,7 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         settings.secret(), settings.jwt_ttl_seconds, settings.jwt_previous_secrets
     )
     limits_storage = rate_limit_storage(settings)
+    mcp_edge = McpEdge(settings, metrics, hub if settings.feature_messaging_enabled else None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,6 +77,7 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
             async with (
                 Services.open(settings, db, events, metrics, signer) as services,
                 hub.running(services) if messaging else contextlib.nullcontext(),
+                mcp_edge.running(services),
             ):
                 app.state.services = services
                 app.state.started = time.monotonic()
@@ -112,8 +115,8 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     # Outermost first: the client's address (from a trusted proxy's X-Forwarded-For), request
-    # context and headers, CORS, rate limits, the body limit, then Socket.IO or FastAPI.
-    asgi = hub.asgi(app)
+    # context and headers, CORS, rate limits, the body limit, then MCP, Socket.IO or FastAPI.
+    asgi = mcp_edge.mount(hub.asgi(app))
     # Around Socket.IO too: engine.io answers an oversized polling POST only once a poll takes
     # the session's CLOSE packet, so without this the request hangs (and holds the shutdown).
     asgi = BodyLimitMiddleware(asgi, settings.max_body_bytes)
@@ -125,6 +128,7 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         settings.rate_limit_auth_per_min,
         on_storage_error=_limits_unavailable,
         on_refused=lambda: metrics.rate_limited("http"),
+        known_token=mcp_edge.known_token,
     )
     asgi = CorsMiddleware(asgi, parse_origins(settings.allowed_origins))
     templates = RouteTemplates(lambda: app.openapi()["paths"])

@@ -59,8 +59,10 @@ RoomArg = Annotated[str, typer.Argument(help="A room slug or id.")]
 
 def register(app: typer.Typer) -> None:
     """Add the agent commands to the `agenthub` command."""
-    for command in (login, rooms, send, history, tail, wait):
+    for command in (login, send, history, tail, wait):
         app.command(rich_help_panel="Agent commands")(command)
+    app.add_typer(rooms_app, name="rooms", rich_help_panel="Agent commands")
+    app.add_typer(members_app, name="members", rich_help_panel="Agent commands")
     for coordination in (inbox, dm, reply, ack, claim, release, claims, search):
         app.command(rich_help_panel="Agent commands")(coordination)
     app.command("mcp", rich_help_panel="Agent commands")(mcp)
@@ -183,11 +185,22 @@ def login(
         )
 
 
+rooms_app = typer.Typer(
+    help="Your rooms: list them (`agenthub rooms`), or create one (`agenthub rooms create`).",
+    invoke_without_command=True,
+)
+members_app = typer.Typer(help="Add an agent to a room, or remove one.", no_args_is_help=True)
+
+
+@rooms_app.callback()
 def rooms(
+    ctx: typer.Context,
     all_rooms: Annotated[bool, typer.Option("--all", help="Every room (admins only).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List your rooms."""
+    if ctx.invoked_subcommand is not None:
+        return
     found = _run(lambda c: c.rooms(all_rooms=all_rooms))
     if as_json:
         _out(json.dumps([r.to_wire() for r in found], indent=2))
@@ -196,6 +209,58 @@ def rooms(
         _out(f"{printable(r.slug):<24} {printable(r.name)}")
     if not found:
         _out("no rooms")
+
+
+@rooms_app.command("create")
+def rooms_create(
+    slug: Annotated[
+        str, typer.Argument(help="Lowercase letters, digits and dashes, e.g. design-review.")
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", help="A human-readable title (default: the slug).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a room; you become its first member (then `agenthub members add`)."""
+    made = _run(lambda c: c.create_room(slug, name), slug)
+    if as_json:
+        _out(json.dumps(made.to_wire()))
+        return
+    _out(f"created room {printable(made.slug)} ({printable(made.name)})")
+
+
+AgentArg = Annotated[str, typer.Argument(help="An agent's name or id.")]
+
+
+@members_app.command("add")
+def members_add(room: RoomArg, agent: AgentArg, as_json: JsonOpt = False) -> None:
+    """Add an agent to a room you are a member of (adding a member again is harmless)."""
+    added = _run(lambda c: c.add_member(room, agent), room)
+    if as_json:
+        _out(json.dumps({"room": room, "agent": added.to_wire()}))
+        return
+    _out(f"{printable(added.name)} is a member of {printable(room)}")
+
+
+@members_app.command("remove")
+def members_remove(room: RoomArg, agent: AgentArg, as_json: JsonOpt = False) -> None:
+    """Remove a member: yourself (leaving the room), or anyone if you are an admin."""
+    _run(lambda c: c.remove_member(room, agent), room)
+    if as_json:
+        _out(json.dumps({"room": room, "removed": agent}))
+        return
+    _out(f"removed {printable(agent)} from {printable(room)}")
+
+
+@members_app.command("list")
+def members_list(room: RoomArg, as_json: JsonOpt = False) -> None:
+    """A room's members."""
+    found = _run(lambda c: c.members(room), room)
+    if as_json:
+        _out(json.dumps([a.to_wire() for a in found], indent=2))
+        return
+    for a in found:
+        _out(f"{printable(a.name):<24} {printable(a.display_name)}")
 
 
 def send(
@@ -543,11 +608,23 @@ def search(
         _out("no messages found")
 
 
-def mcp() -> None:
-    """Run the MCP server on stdio (for Claude Code and other MCP clients)."""
+def mcp(
+    channel: Annotated[
+        bool,
+        typer.Option(
+            "--channel",
+            help="Also push new messages and inbox items from other agents into Claude Code "
+            "(channels, a research preview: claude --dangerously-load-development-channels "
+            "server:agenthub).",
+        ),
+    ] = False,
+) -> None:
+    """Run the MCP server on stdio (for Claude Code and other MCP clients).
+
+    AGENTHUB_MCP_TOOLS=core serves only the tools to read, send, wait and check the inbox."""
     from agenthub.client.mcp_server import main
 
-    main()
+    main(channel)
 
 
 # ---- helpers ----

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import pairwise
 from types import TracebackType
 from typing import Any
@@ -23,6 +23,7 @@ from agenthub.client.models import (
     Agent,
     Claim,
     HistoryPage,
+    InboxItem,
     InboxPage,
     Message,
     PendingAck,
@@ -340,10 +341,15 @@ class AgentHubClient:
         *,
         after: Mapping[str, int] | None = None,
         from_beginning: bool = False,
+        on_inbox: Callable[[InboxItem], None] | None = None,
     ) -> Subscription:
         """Follow rooms (ids or slugs; None = all yours, and those you join): each message once,
         in seq order, across reconnects. See `agenthub.client.subscription` for where each room
-        starts (`after` maps a room to the last seq you already have)."""
+        starts (`after` maps a room to the last seq you already have).
+
+        `on_inbox`, if given, is called with each inbox item announced (`inbox:new`) while the
+        subscription is connected: live only, none for the time it was disconnected (read
+        those with `inbox`). Keep it quick; it runs on the socket's task."""
         sub = Subscription(
             self,
             rooms,
@@ -352,6 +358,7 @@ class AgentHubClient:
             url=self.url,
             sessions=self._sessions,
             on_close=self._subscriptions.discard,
+            on_inbox=on_inbox,
         )
         self._subscriptions.add(sub)
         return sub

@@ -49,7 +49,7 @@ MCP = Vocabulary(
 
 CLI = Vocabulary(
     list_rooms="run `agenthub rooms` to see your rooms",
-    create_room="a member can create it with the SDK or the MCP tool create_room",
+    create_room="create it with `agenthub rooms create SLUG`",
     list_agents="`agenthub agents list` on the hub's machine shows the agents' names",
     fix_login="log in again with a valid token (`agenthub login`, or set AGENTHUB_TOKEN)",
     check_url="check the hub's address (`agenthub login --url`, or AGENTHUB_URL)",

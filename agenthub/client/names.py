@@ -17,6 +17,7 @@ class Names:
         self._client = client
         self._agents: dict[str, str] = {}
         self._rooms: dict[str, str] = {}
+        self._direct: set[str] = set()
         self._missed: set[str] = set()
 
     async def agent(self, agent_id: str) -> str:
@@ -28,8 +29,15 @@ class Names:
     async def room(self, room_id: str) -> str:
         if room_id not in self._rooms and room_id not in self._missed:
             self._missed.add(room_id)
-            self._rooms.update({r.id: r.slug for r in await self._client.rooms()})
+            rooms = await self._client.rooms()
+            self._rooms.update({r.id: r.slug for r in rooms})
+            self._direct.update(r.id for r in rooms if r.kind == "direct")
         return self._rooms.get(room_id, room_id)
+
+    async def is_direct(self, room_id: str) -> bool:
+        """Whether the room is a direct room (of two agents), as far as the hub said."""
+        await self.room(room_id)
+        return room_id in self._direct
 
     def learn_room(self, room_id: str, slug: str) -> None:
         self._rooms[room_id] = slug

@@ -33,12 +33,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agenthub.client.errors import (
+    BadResponse,
     ConnectionError,
     Forbidden,
     NotFound,
     Unavailable,
 )
-from agenthub.client.models import Message, Room
+from agenthub.client.models import InboxItem, Message, Room
 from agenthub.client.sockets import open_socket
 from agenthub.client.transport import backoff
 
@@ -80,8 +81,10 @@ class Subscription:
         url: str,
         sessions: SessionCache,
         on_close: Callable[[Subscription], None],
+        on_inbox: Callable[[InboxItem], None] | None = None,
     ) -> None:
         self._reader = reader
+        self._on_inbox = on_inbox
         self._url = url
         self._sessions = sessions
         self._on_close = on_close
@@ -175,6 +178,15 @@ class Subscription:
             log.warning("real-time connection lost; reconnecting")
             await self._drop_socket()
 
+    def _inbox_item(self, data: Any = None) -> None:
+        try:
+            item = InboxItem.from_wire(data)
+        except BadResponse as exc:
+            log.warning("ignoring a malformed inbox item (%s)", exc)
+            return
+        if self._on_inbox is not None and not self._closed:
+            self._on_inbox(item)
+
     def _on_message(self, message: Message) -> None:
         room_id = message.room_id
         if room_id not in self._active:
@@ -233,16 +245,15 @@ class Subscription:
 
             return handler
 
-        sio = await open_socket(
-            self._url,
-            self._sessions,
-            {
-                "message:new": queue("message"),
-                "room:added": queue("added"),
-                "room:removed": queue("removed"),
-                "disconnect": queue("disconnect"),
-            },
-        )
+        handlers = {
+            "message:new": queue("message"),
+            "room:added": queue("added"),
+            "room:removed": queue("removed"),
+            "disconnect": queue("disconnect"),
+        }
+        if self._on_inbox is not None:
+            handlers["inbox:new"] = self._inbox_item
+        sio = await open_socket(self._url, self._sessions, handlers)
         self._sio = sio
         try:
             # The socket is in every room of ours now: whatever is committed from here on

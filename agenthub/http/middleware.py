@@ -62,6 +62,8 @@ def _route_of(scope: Scope, templates: RouteTemplates | None) -> str:
     raw = str(scope.get("path", ""))
     if raw.startswith("/socket.io/"):
         return "/socket.io/"
+    if raw == "/mcp":
+        return "/mcp"
     return (templates.find(raw) if templates else None) or UNMATCHED
 
 
@@ -230,9 +232,12 @@ class CorsMiddleware:
 
 
 def _counted(scope: Scope) -> bool:
-    """The API, and the console's sign-in, which trades an API token like POST /sessions."""
+    """The API, the MCP endpoint, and the console's sign-in, which trades an API token like
+    POST /sessions."""
     path = str(scope["path"])
-    return path.startswith("/api/") or (path == "/console/sign-in" and scope["method"] == "POST")
+    if path.startswith("/api/") or path == "/mcp":
+        return True
+    return path == "/console/sign-in" and scope["method"] == "POST"
 
 
 class RateLimitMiddleware:
@@ -240,10 +245,12 @@ class RateLimitMiddleware:
     console's sign-in included), per agent with one. A verified principal is left in the
     request state for the routes.
 
-    Only the API (`/api/`) and the console's sign-in are counted. Socket.IO handshakes are
-    not: a machine running many agents must be able to reconnect them all at once after a
-    restart (and a load test opens thousands of sockets from one address); unauthenticated
-    sessions are bounded by count and deadline instead (realtime/admission.py)."""
+    Only the API (`/api/`), the MCP endpoint (`/mcp`, whose API tokens `known_token` maps
+    to their agent once verified there) and the console's sign-in are counted. Socket.IO
+    handshakes are not: a machine running many agents must be able to reconnect them all at
+    once after a restart (and a load test opens thousands of sockets from one address);
+    unauthenticated sessions are bounded by count and deadline instead
+    (realtime/admission.py)."""
 
     def __init__(
         self,
@@ -254,8 +261,10 @@ class RateLimitMiddleware:
         auth_per_min: int,
         on_storage_error: Callable[[Exception], Awaitable[None]] | None = None,
         on_refused: Callable[[], None] | None = None,
+        known_token: Callable[[str], Principal | None] | None = None,
     ) -> None:
         self.app = app
+        self.known_token = known_token
         self.limiter = limiter
         self.verify = verify
         self.unauth: RateLimitItem = RateLimitItemPerMinute(unauth_per_min)
@@ -297,8 +306,10 @@ class RateLimitMiddleware:
 
     def _principal(self, scope: Scope) -> Principal | None:
         token = bearer_token(_header(scope, b"authorization"))
-        if token is None or token.startswith("agt_"):  # an API token is no session
+        if token is None:
             return None
+        if token.startswith("agt_"):  # an API token is no session: known only to /mcp
+            return self.known_token(token) if self.known_token is not None else None
         try:
             return self.verify(token)
         except AppError:

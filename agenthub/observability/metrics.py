@@ -34,7 +34,8 @@ REPAIR_REASONS = ("gap", "resync")
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 # Socket.IO's long-polling GETs are parked by design for up to the ping interval: timing them
 # would report the ping interval as HTTP latency.
-UNTIMED_ROUTES = frozenset({"/socket.io/"})
+# Socket.IO's polls are parked by design; an MCP request lasts as long as its tool call (a wait).
+UNTIMED_ROUTES = frozenset({"/socket.io/", "/mcp"})
 
 # (pool name, connections checked out now, the most it hands out: size plus overflow)
 PoolUsage = tuple[str, int, int]
@@ -140,6 +141,15 @@ class Metrics:
         )
         for reason in REPAIR_REASONS:
             self.cluster_repaired.labels(reason)
+        self.mcp_sessions = Gauge(
+            "agenthub_mcp_sessions", "MCP sessions open on the /mcp endpoint", registry=r
+        )
+        self.mcp_tool_calls = Counter(
+            "agenthub_mcp_tool_calls_total",
+            "MCP tool calls on the /mcp endpoint, by tool and outcome (ok or error)",
+            ["tool", "outcome"],
+            registry=r,
+        )
         # Counters start at 0 for every label value, so that rate() sees the first increase
         # and an alert on them has a series to evaluate before anything goes wrong.
         for kind in DB_ERROR_KINDS:
@@ -162,6 +172,10 @@ class Metrics:
         for name, ok in checks.items():
             self.dependency_up.labels(name).set(1 if ok else 0)
         self.ready.set(1 if all(checks.values()) else 0)
+
+    def mcp_tool_call(self, tool: str, ok: bool) -> None:
+        """`tool` is one of the server's own tool names (an unknown name never gets here)."""
+        self.mcp_tool_calls.labels(tool, "ok" if ok else "error").inc()
 
     def rate_limited(self, transport: str) -> None:
         self.rate_limit_refusals.labels(transport).inc()

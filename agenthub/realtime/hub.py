@@ -21,24 +21,27 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import orjson
 import socketio
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from agenthub.auth.jwt import Principal
 from agenthub.config import Settings
 from agenthub.http.origins import origin_allowed, parse_origins, same_origin
 from agenthub.observability.metrics import Metrics
 from agenthub.realtime import cluster as bus
 from agenthub.realtime.admission import Admission
 from agenthub.realtime.cluster import Cluster
+from agenthub.realtime.commits import CommitSignals
 from agenthub.realtime.delivery import Delivery
 from agenthub.realtime.dispatch import Dispatch
 from agenthub.realtime.fanout import NAMESPACE, Fanout, agent_room
 from agenthub.realtime.handshake import Handshake
 from agenthub.realtime.presence import PresenceKeeper, SharedPresence
+from agenthub.realtime.ratelimit import SlidingWindow
 from agenthub.realtime.sessions import SessionLifetimes
 from agenthub.realtime.sockets import Running, SocketState
 from agenthub.rooms.schemas import RoomPublic
@@ -98,6 +101,12 @@ class Hub:
         self.cluster: Cluster | None = None
         self.delivery: Delivery | None = None
         self.inflight = 0
+        # Presence held by something other than a socket (an open MCP session over HTTP), by
+        # key: a socket-like state that is never swept. See `hold_presence`.
+        self._holders: dict[str, SocketState] = {}
+        self.commits = CommitSignals()
+        # Other long-lived connections to end when the server stops (MCP streams over HTTP).
+        self.drain_hooks: list[Callable[[], Awaitable[None]]] = []
         self._polls: set[asyncio.Task[Any]] = set()
         self.draining = False
         self._shut_down = False
@@ -217,6 +226,10 @@ class Hub:
                     await self.sio.eio.disconnect()
         for task in list(self._polls):  # engine.io answers a cancelled poll normally
             task.cancel()
+        for hook in self.drain_hooks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                    await hook()
         await self._shutdown_sio()
 
     async def _shutdown_sio(self) -> None:
@@ -257,6 +270,7 @@ class Hub:
         if self.delivery is None:  # one node: this writer's commits are the whole order
             for message in messages:
                 self.fanout.emit("message:new", message, message["roomId"])
+            self.commits.committed({m["roomId"] for m in messages})
             return
         for message in messages:
             self.delivery.offer(message)
@@ -305,6 +319,8 @@ class Hub:
         if mine and self.delivery is not None and self.delivery.open(room_id):
             self._spawn(self._ready([room_id]))
         self.fanout.emit("room:added", room, agent_room(agent_id))
+        for holder in self._holders_of(agent_id):
+            self._spawn(self._hold(holder, [room_id]))
 
     def _remove_here(self, agent_id: str, room_id: str) -> None:
         self._changes += 1
@@ -312,8 +328,31 @@ class Hub:
         for state in mine:  # at once: nothing more of the room may reach them
             self.fanout.leave(state.sid, room_id)
         self.fanout.emit("room:removed", {"roomId": room_id}, agent_room(agent_id))
-        for state in mine:
+        for state in [*mine, *self._holders_of(agent_id)]:
             self.presence.leave(state, room_id)
+
+    def _holders_of(self, agent_id: str) -> list[SocketState]:
+        return [h for h in self._holders.values() if h.agent_id == agent_id]
+
+    def hold_presence(self, key: str, principal: Principal, room_ids: list[uuid.UUID]) -> None:
+        """Make the agent present in its rooms (and those it is added to) until
+        `release_presence(key)`: for a connection that is not a socket, an MCP session over
+        HTTP. `key` must not collide with a socket id (prefix it)."""
+        # Socket-like, so presence (shared with other nodes too) treats it as a socket; it is
+        # not in `sockets`, so the sweep never drops it and no event reaches it.
+        holder = SocketState(key, principal, SlidingWindow(1))
+        self._holders[key] = holder
+        self._spawn(self._hold(holder, [str(r) for r in room_ids]))
+
+    async def _hold(self, holder: SocketState, room_ids: list[str]) -> None:
+        for room_id in room_ids:
+            if self._holders.get(holder.sid) is holder:  # (not released meanwhile)
+                await self.presence.join(holder, room_id)
+
+    def release_presence(self, key: str) -> None:
+        holder = self._holders.pop(key, None)
+        if holder is not None:
+            self.presence.leave_all(holder)
 
     def _sockets_of(self, agent_id: str) -> list[SocketState]:
         return [s for s in self.sockets.values() if s.agent_id == agent_id]
@@ -322,6 +361,7 @@ class Hub:
 
     def _deliver(self, message: dict[str, Any]) -> None:
         self.fanout.emit("message:new", message, message["roomId"])
+        self.commits.committed({message["roomId"]})
 
     def _repaired(self, reason: str, count: int) -> None:
         self.metrics.cluster_repaired.labels(reason).inc(count)

@@ -11,7 +11,8 @@ import pytest
 
 from agenthub.client import AgentHubClient, Claim, Conflict, InvalidRequest, NotFound
 from tests.client.test_agent_cli import agent_env, assert_clean_failure, run
-from tests.client.test_mcp import as_agent, call, fails, mcp_session
+from tests.client.test_mcp import call, fails
+from tests.mcp.test_http_endpoint import EDGES, edge_session
 from tests.support import Agent, Server, uniq
 
 COORDINATION_TOOLS = {"claim", "release", "list_claims", "search_messages"}
@@ -100,14 +101,15 @@ def test_cli_claim_release_and_search(
     assert_clean_failure(run(env_b, "search", "..."))
 
 
+@EDGES
 async def test_mcp_claim_and_search_tools(
-    server: Server, alice: Agent, bob: Agent, tmp_path: Path
+    server: Server, alice: Agent, bob: Agent, tmp_path: Path, edge: str
 ) -> None:
     room = server.new_room(alice, bob)["slug"]
     word = uniq("mcp").replace("-", "")
     async with (
-        mcp_session(as_agent(server, alice), tmp_path / "a") as a,
-        mcp_session(as_agent(server, bob), tmp_path / "b") as b,
+        edge_session(edge, server, alice, tmp_path / "a") as a,
+        edge_session(edge, server, bob, tmp_path / "b") as b,
     ):
         tools = {t.name: t for t in (await a.list_tools()).tools}
         assert set(tools) >= COORDINATION_TOOLS

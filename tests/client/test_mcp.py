@@ -32,7 +32,7 @@ TOOLS = {
     "who_is_here",
     "create_room",
     "add_member",
-    # claims and search (agenthub/client/mcp_claims.py)
+    # claims and search
     "claim",
     "release",
     "list_claims",

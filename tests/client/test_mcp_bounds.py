@@ -11,7 +11,7 @@ from typing import Any
 from mcp import Client
 from mcp.types import TextContent
 
-from agenthub.client.mcp_server import BODY_PREVIEW_CHARS, WAIT_MAX_MESSAGES
+from agenthub.mcp.tools import BODY_PREVIEW_CHARS, WAIT_MAX_MESSAGES
 from tests.client.test_mcp import WAIT, as_agent, call, mcp_session
 from tests.support import Agent, Server
 

@@ -1,6 +1,7 @@
-"""Coordination through the agent-facing clients, on both backends: two MCP sessions
-coordinating a task (a mention, a threaded reply, a direct message and an acknowledgement),
-the MCP tools' refusals, the agent CLI's `inbox`, `dm`, `reply` and `ack`, and the SDK."""
+"""Coordination through the agent-facing clients, on both backends: two MCP sessions, through
+either MCP edge, coordinating a task (a claim, a mention, a threaded reply, a direct message
+and an acknowledgement), the MCP tools' refusals, the agent CLI's `inbox`, `dm`, `reply` and
+`ack`, and the SDK."""
 
 from __future__ import annotations
 
@@ -10,25 +11,29 @@ import pytest
 
 from agenthub.client import AgentHubClient, InvalidRequest
 from tests.client.test_agent_cli import agent_env, assert_clean_failure, json_lines, run
-from tests.client.test_mcp import as_agent, call, fails, mcp_session
+from tests.client.test_mcp import call, fails
+from tests.mcp.test_http_endpoint import EDGES, edge_session
 from tests.support import Agent, Server
 
 COORDINATION_TOOLS = {"check_inbox", "send_direct_message", "ack", "pending_acks"}
 
 
+@EDGES
 async def test_two_mcp_sessions_coordinate_a_task(
-    server: Server, alice: Agent, bob: Agent, tmp_path: Path
+    server: Server, alice: Agent, bob: Agent, tmp_path: Path, edge: str
 ) -> None:
     room = server.new_room(alice, bob)["slug"]
     async with (
-        mcp_session(as_agent(server, alice), tmp_path / "a") as a,
-        mcp_session(as_agent(server, bob), tmp_path / "b") as b,
+        edge_session(edge, server, alice, tmp_path / "a") as a,
+        edge_session(edge, server, bob, tmp_path / "b") as b,
     ):
         listed = {t.name: t for t in (await a.list_tools()).tools}
         assert set(listed) >= COORDINATION_TOOLS
         for name in COORDINATION_TOOLS:  # every token of a tool list costs every turn
             assert len(listed[name].description or "") <= 160, name
-        # (After the merge with `claims`: alice claims the files first, here.)
+        # Alice claims the task before handing it out: nobody else picks it up meanwhile.
+        held = await call(a, "claim", room=room, resource="task/migrate-schema", ttl_seconds=600)
+        assert (held["holder"], held["exclusive"]) == (alice.name, True)
         task = await call(
             a,
             "send_message",
@@ -47,6 +52,17 @@ async def test_two_mcp_sessions_coordinate_a_task(
         assert (await call(b, "check_inbox"))["items"] == []
         pending = await call(b, "pending_acks")
         assert [(p["room"], p["seq"]) for p in pending["pending"]] == [(room, task["seq"])]
+        # Bob sees who holds the task; it is not his to take until she hands it over.
+        claims = await call(b, "list_claims", room=room)
+        assert [(c["resource"], c["holder"]) for c in claims["claims"]] == [
+            ("task/migrate-schema", alice.name)
+        ]
+        refused = await fails(b, "claim", room=room, resource="task/migrate-schema", ttl_seconds=60)
+        assert alice.name in refused
+        released = await call(a, "release", room=room, resource="task/migrate-schema")
+        assert released["released"] == "task/migrate-schema"
+        mine = await call(b, "claim", room=room, resource="task/migrate-schema", ttl_seconds=600)
+        assert mine["holder"] == bob.name
 
         answer = await call(
             b, "send_message", room=room, body="on it: one question", reply_to=task["seq"]
@@ -55,6 +71,8 @@ async def test_two_mcp_sessions_coordinate_a_task(
         assert direct["room"].startswith("dm-")
         done = await call(b, "ack", room=room, seq=task["seq"], status="done", note="migrated")
         assert done["status"] == "done"
+        await call(b, "release", room=room, resource="task/migrate-schema")
+        assert (await call(a, "list_claims", room=room))["claims"] == []
         assert (await call(b, "pending_acks"))["pending"] == []
 
         seen = await call(a, "check_inbox", limit=10)
@@ -73,12 +91,13 @@ async def test_two_mcp_sessions_coordinate_a_task(
     assert [(x["agentId"], x["status"], x["note"]) for x in acks] == [(bob.id, "done", "migrated")]
 
 
+@EDGES
 async def test_mcp_coordination_refusals_say_what_to_do(
-    server: Server, alice: Agent, bob: Agent, tmp_path: Path
+    server: Server, alice: Agent, bob: Agent, tmp_path: Path, edge: str
 ) -> None:
     room = server.new_room(alice, bob)["slug"]
     plain = alice.post(f"/api/v1/rooms/{room}/messages", {"body": "no ack asked"}).json()
-    async with mcp_session(as_agent(server, bob), tmp_path) as b:
+    async with edge_session(edge, server, bob, tmp_path) as b:
         assert "yourself" in await fails(b, "send_direct_message", agent=bob.name, body="x")
         assert "list_agents" in await fails(
             b, "send_direct_message", agent="no-such-agent-zz", body="x"

@@ -90,6 +90,12 @@ CLUSTER_METRICS = {
         set(),
     ),
 }
+
+# The hub's MCP endpoint (/mcp, docs/MCP.md).
+MCP_METRICS = {
+    "agenthub_mcp_sessions": ("agenthub_mcp_sessions", "gauge", set()),
+    "agenthub_mcp_tool_calls": ("agenthub_mcp_tool_calls_total", "counter", {"tool", "outcome"}),
+}
 METRICS_MD = Path(__file__).resolve().parents[2] / "docs" / "METRICS.md"
 
 Labels = frozenset[tuple[str, str]]
@@ -206,8 +212,8 @@ async def test_metrics_exposes_the_seeds_six_with_exact_names_types_and_labels(
         "the message in agenthub_messages_total",
     )
 
-    every = {**SEED_METRICS, **OPS_METRICS, **CLUSTER_METRICS}
-    for family_name, (exposed, kind, label_names) in every.items():
+    expected = {**SEED_METRICS, **OPS_METRICS, **CLUSTER_METRICS, **MCP_METRICS}
+    for family_name, (exposed, kind, label_names) in expected.items():
         assert family_name in s.families, f"{exposed} is missing"
         family = s.families[family_name]
         assert family.type == kind, f"{exposed} is a {family.type}, not a {kind}"
@@ -217,9 +223,9 @@ async def test_metrics_exposes_the_seeds_six_with_exact_names_types_and_labels(
             seen.update(k for k in sample.labels if k != "le")
         assert seen == label_names, f"{exposed} has labels {seen}, expected {label_names}"
         assert family.samples, f"{exposed} has no samples"
-    # Nothing else under our prefix: the seed's six, the operator's and the nodes', exactly.
+    # Nothing else under our prefix: the seed's six, the operator's, the nodes' and MCP's.
     ours = {name for name in s.families if name.startswith("agenthub_")}
-    assert ours == set(SEED_METRICS) | set(OPS_METRICS) | set(CLUSTER_METRICS)
+    assert ours == set(expected)
     # Histograms carry buckets, a count and a sum.
     for hist in (
         "agenthub_websocket_latency_seconds",
