@@ -10,7 +10,7 @@ whichever edge serves them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -75,14 +75,16 @@ class ServiceBackend:
         principal: Principal,
         url: str,
         signals: CommitSignals,
-        present: Any = None,
+        present: Callable[[str], Awaitable[list[str]]] | None = None,
     ) -> None:
         self.services = services
         self.principal = principal
         self.url = url
         self.signals = signals
         self.max_message_bytes: int | None = services.settings.max_message_bytes
-        self._present = present  # room id -> agent ids present, or None without real time
+        self._present = (
+            present  # room id -> agent ids present (all nodes), or None without real time
+        )
 
     async def _hub(self, work: Awaitable[T]) -> T:
         try:
@@ -178,7 +180,7 @@ class ServiceBackend:
 
     async def present(self, room: str) -> list[str]:
         room_id = await self._hub(self.services.rooms.member_room_id(self.principal, room))
-        return list(self._present(str(room_id))) if self._present is not None else []
+        return list(await self._present(str(room_id))) if self._present is not None else []
 
     async def members(self, room: str) -> list[Agent]:
         found = await self._hub(self.services.rooms.members(self.principal, room))

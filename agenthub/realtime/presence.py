@@ -198,6 +198,17 @@ class PresenceKeeper:
         self.touch(room_id)
         return present
 
+    async def present(self, room_id: str) -> list[str]:
+        """Who is present in the room now, on every node (this node's view while Redis is
+        away)."""
+        if self._shared is None:
+            return self.local.present(room_id)
+        try:
+            return (await self._shared.present([room_id])).get(room_id, [])
+        except (RedisError, OSError) as exc:
+            self._redis_failed(exc)
+            return self.local.present(room_id)
+
     def leave(self, state: SocketState, room_id: str) -> None:
         if room_id not in state.joined:
             return

@@ -394,7 +394,19 @@ async def test_websocket_latency_and_db_histograms_get_samples(
     assert s.value(count, event="message:send") == before.value(count, event="message:send") + 3
     assert s.value(count, event="room:join") >= before.value(count, event="room:join") + 1
     events = {v for n, k, v in s.label_values() if k == "event"}
-    assert events <= {"message:send", "room:join", "room:leave", "session:renew"}, events
+    assert events <= {
+        "message:send",
+        "room:join",
+        "room:leave",
+        "session:renew",
+        "direct:send",
+        "message:ack",
+        "claim:acquire",
+        "claim:renew",
+        "claim:release",
+        "claim:list",
+        "message:search",
+    }, events
     # Storing messages inserts (however the writer batches them), and is timed like any query.
     s = await wait_for(
         server,
