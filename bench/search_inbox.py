@@ -35,6 +35,8 @@ from bench.matrix import ROOT, agenthub, fresh_database, machine_facts
 START = "<!-- bench/search_inbox.py: start -->"
 END = "<!-- bench/search_inbox.py: end -->"
 CHUNK = 2000
+MENTION_EVERY = 10  # messages per mention of MEMBER: what fills its inbox
+ACK_EVERY = 100  # messages per request that MEMBER acknowledge (unanswered: pending)
 ROOM = "bench-search"
 MEMBER = "bench-agent"  # searches as an ordinary member: the membership condition applies
 
@@ -71,8 +73,10 @@ PROBES = [
         "",
     ),
     Probe("search, page 3", "/api/v1/search/messages", {"q": "quokka", "limit": 20}, "offset 40"),
-    # The inbox (branch `coord`): measured once the endpoint exists.
-    Probe("inbox", "/api/v1/inbox", {}, "mentions and DMs of the caller"),
+    # The member is mentioned in 1 message of 10: 10,000 inbox items on 100,000 messages.
+    Probe("inbox, oldest unread", "/api/v1/inbox", {"unread": "true", "limit": 50}, "50 items"),
+    Probe("inbox, newest", "/api/v1/inbox", {"newest": "true", "limit": 50}, "50 items"),
+    Probe("pending acknowledgements", "/api/v1/acks/pending", {"limit": 50}, "1 in 100 asked"),
 ]
 
 WORDS = [
@@ -129,6 +133,8 @@ def body(i: int, rng: random.Random) -> str:
         words.append(rng.choice(CODE))
     if i % 11 == 0:
         words.append(rng.choice(CJK))
+    if i % MENTION_EVERY == 0:
+        words.append(f"@{MEMBER}")
     return f"agenthub #{i}: " + " ".join(words)
 
 
@@ -140,7 +146,12 @@ async def fill(database_url: str, count: int) -> float:
     from agenthub.db.engine import Database
     from agenthub.db.models import agents
     from agenthub.db.types import utcnow, uuid7
-    from agenthub.messages.batch_store import NewMessage, PgBatchStore, SqliteBatchStore
+    from agenthub.messages.batch_store import (
+        Extras,
+        NewMessage,
+        PgBatchStore,
+        SqliteBatchStore,
+    )
     from agenthub.rooms import store as rooms_store
 
     db = Database(async_url(database_url))
@@ -169,6 +180,13 @@ async def fill(database_url: str, count: int) -> float:
                     )
                     for k in range(n)
                 ]
+                for k, m in enumerate(messages):  # as a coordinating send would store them
+                    if (done + k) % MENTION_EVERY == 0:
+                        m.extras = Extras(mentions=(member,), inbox=((member, ("mention",)),))
+                        m.inbox_ids = [(uuid7(), member, ("mention",))]
+                    elif (done + k) % ACK_EVERY == 5:  # never a multiple of MENTION_EVERY
+                        m.extras = Extras(ack_from=(member,), inbox=((member, ("ack",)),))
+                        m.inbox_ids = [(uuid7(), member, ("ack",))]
                 await batch_store.insert(conn, messages, [uuid7() for _ in messages])
             done += n
         elapsed = time.perf_counter() - started
@@ -247,7 +265,9 @@ def measure(url: str, token: str, rounds: int) -> dict[str, dict[str, Any]]:
             results[probe.name] = {
                 "p50": statistics.median(timings),
                 "p99": timings[min(len(timings) - 1, round(0.99 * (len(timings) - 1)))],
-                "found": len(first.json().get("messages", [])),
+                "found": max(
+                    len(first.json().get(k, [])) for k in ("messages", "items", "pending")
+                ),
             }
         return results
 
