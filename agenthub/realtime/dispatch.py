@@ -95,6 +95,8 @@ class Dispatch:
             self._room_ref(payload),
             payload.get("body"),
             payload.get("clientMsgId"),
+            reply_to=payload.get("replyTo"),
+            ack_from=payload.get("ackFrom"),
         )
         return {"ok": True, "message": message}
 
