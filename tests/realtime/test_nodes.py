@@ -143,6 +143,39 @@ async def test_a_token_revoked_on_one_node_ends_its_sockets_on_the_other(
         await bob_b.until(lambda: bob_b.gone, "disconnected")
 
 
+async def test_inbox_acknowledgements_and_claims_cross_nodes(two: list[Server]) -> None:
+    """The coordination events (`inbox:new`, `ack:update`, `claim:changed`) reach the sockets of
+    another node too, each once."""
+    a, b = two
+    alice, bob = a.new_agent(), a.new_agent()
+    room = a.new_room(alice, bob)
+    async with sockets((a, alice), (b, bob)) as (alice_a, bob_b):
+        ask = await alice_a.call(
+            "message:send",
+            {"roomId": room["id"], "body": f"@{bob.name} deploy?", "ackFrom": [bob.name]},
+        )
+        assert ask["ok"] is True, ask
+        seq = ask["message"]["seq"]
+        await bob_b.until(lambda: bool(bob_b.named("inbox:new")), "inbox:new on node B")
+        (item,) = bob_b.named("inbox:new")
+        assert (item["message"]["seq"], sorted(item["reasons"])) == (seq, ["ack", "mention"])
+
+        answered = await bob_b.call(
+            "message:ack", {"roomId": room["id"], "seq": seq, "status": "done"}
+        )
+        assert answered["ok"] is True, answered
+        await alice_a.until(lambda: bool(alice_a.named("ack:update")), "ack:update on node A")
+        assert [(u["seq"], u["status"]) for u in alice_a.named("ack:update")] == [(seq, "done")]
+
+        claimed = await alice_a.call(
+            "claim:acquire", {"roomId": room["id"], "resource": "src/app.py", "ttlSeconds": 60}
+        )
+        assert claimed["ok"] is True, claimed
+        await bob_b.until(lambda: bool(bob_b.named("claim:changed")), "claim:changed on node B")
+        (change,) = bob_b.named("claim:changed")
+        assert (change["action"], change["claim"]["resource"]) == ("claimed", "src/app.py")
+
+
 async def test_presence_is_shared_and_a_killed_node_drops_out_within_the_ttl(
     two: list[Server],
 ) -> None:
