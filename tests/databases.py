@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from tests.support import PG_ADMIN_URL, free_port
 
@@ -31,6 +32,14 @@ def pg_reachable() -> bool:
         return True
 
     return asyncio.run(probe())
+
+
+def need_pg(why: str) -> None:
+    """Skip the test when PostgreSQL is unreachable, or fail under AGENTHUB_REQUIRE_PG=1."""
+    if not pg_reachable():
+        if os.environ.get("AGENTHUB_REQUIRE_PG") == "1":
+            pytest.fail("AGENTHUB_REQUIRE_PG=1 but PostgreSQL is not reachable")
+        pytest.skip(f"{why}, which is not reachable")
 
 
 def _with_db(url: str, name: str) -> str:

@@ -3,15 +3,14 @@ AGENTHUB_NODE_REF the matrix runs AgentHub's own rows and says so (no path outsi
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from bench import loadgen, matrix, report
 from bench.loadgen import AgentSpec, Plan
-from tests.databases import pg_reachable
+from tests.databases import need_pg
+from tests.realtime.nodes import need_redis_server
 
 
 def test_without_a_peer_the_matrix_runs_agenthub_rows_and_says_so(
@@ -112,14 +111,8 @@ def test_the_report_judges_two_nodes_against_one_and_says_when_the_box_was_busy(
 def test_two_nodes_deliver_every_message_across_nodes(tmp_path: Path) -> None:
     """The two-node row end to end, tiny: two nodes and a Redis of their own, senders on node
     A, receivers on node B, every message delivered there once and in order."""
-    if not pg_reachable():
-        if os.environ.get("AGENTHUB_REQUIRE_PG") == "1":
-            pytest.fail("AGENTHUB_REQUIRE_PG=1 but PostgreSQL is not reachable")
-        pytest.skip("the two-node row runs on PostgreSQL, which is not reachable")
-    if shutil.which("redis-server") is None:
-        if os.environ.get("AGENTHUB_REQUIRE_REDIS") == "1":
-            pytest.fail("AGENTHUB_REQUIRE_REDIS=1 but redis-server is not installed")
-        pytest.skip("the two-node row needs redis-server")
+    need_pg("the two-node row runs on PostgreSQL")
+    need_redis_server()
     plan = Plan(rooms=2, agents=4, messages=10, window=4, rate=20, processes=1)
     setting = matrix.Setting("paced", plan)
     result = matrix.run_one(matrix.TWO_NODES, setting, tmp_path)

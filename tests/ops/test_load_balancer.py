@@ -33,7 +33,7 @@ import httpx
 import pytest
 import websockets.sync.client
 
-from tests.databases import fresh_pg_database, pg_reachable
+from tests.databases import fresh_pg_database, need_pg
 from tests.realtime.nodes import drop_prefix, shared_redis_url
 from tests.realtime.test_js_client import JS_DIR, node_ready
 from tests.support import (
@@ -50,7 +50,6 @@ from tests.support import (
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "deploy" / "nginx" / "agenthub.conf"
 REQUIRE_NGINX = os.environ.get("AGENTHUB_REQUIRE_NGINX") == "1"
-REQUIRE_PG = os.environ.get("AGENTHUB_REQUIRE_PG") == "1"
 WAIT = 20.0  # seconds: the bound on any single expected state
 MESSAGES = 30
 UPSTREAM_LINE = re.compile(r"^(\s*)server agenthub-\d:3000( .*)?;$", re.MULTILINE)
@@ -172,10 +171,7 @@ class Hub:
 def two_node_hub(root: Path) -> Iterator[Hub]:
     """Two nodes on a fresh PostgreSQL database and the shared Redis (a key prefix of their
     own, dropped at the end), behind nginx with the shipped file."""
-    if not pg_reachable():
-        if REQUIRE_PG:
-            pytest.fail("AGENTHUB_REQUIRE_PG=1 but PostgreSQL is not reachable")
-        pytest.skip("the load-balancer test runs on PostgreSQL, which is not reachable")
+    need_pg("the load-balancer test runs on PostgreSQL")
     redis_url = shared_redis_url()
     prefix = uniq("lb")
     with fresh_pg_database("lb") as database_url:

@@ -25,7 +25,7 @@ import redis
 import socketio
 
 from tests.conftest import SERVER_ENV
-from tests.databases import fresh_pg_database, pg_reachable
+from tests.databases import fresh_pg_database, need_pg
 from tests.support import (
     Agent,
     ApiClient,
@@ -44,7 +44,6 @@ NS = "/agents"
 WAIT = 15.0  # seconds: the bound on any single expected outcome
 SHARED_REDIS_URL = os.environ.get("AGENTHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
 REQUIRE_REDIS = os.environ.get("AGENTHUB_REQUIRE_REDIS") == "1"
-REQUIRE_PG = os.environ.get("AGENTHUB_REQUIRE_PG") == "1"
 
 # What every node of these tests runs with: short presence timings (as the suite's), and a
 # resync every second so that a lost notification is repaired within a test's patience.
@@ -89,10 +88,7 @@ def drop_prefix(url: str, prefix: str) -> None:
 @contextlib.contextmanager
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database: several nodes need PostgreSQL."""
-    if not pg_reachable():
-        if REQUIRE_PG:
-            pytest.fail("AGENTHUB_REQUIRE_PG=1 but PostgreSQL is not reachable")
-        pytest.skip("several nodes need PostgreSQL, which is not reachable")
+    need_pg("several nodes need PostgreSQL")
     with fresh_pg_database("nodes") as url:
         yield url
 
