@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import State
 
 import agenthub
 from agenthub.app import build
@@ -36,7 +38,25 @@ class AgentHubServer(uvicorn.Server):
         for server in self.servers:  # stop accepting before draining
             server.close()
         await self.hub.drain(GRACE_SECONDS)
+        self._mark_answered_closes()
         await super().shutdown(sockets)
+
+    def _mark_answered_closes(self) -> None:
+        """Websockets whose peer's close frame was already answered count as closed.
+
+        uvicorn's sans-I/O protocol answers a peer's close frame without setting its own
+        `close_sent`; a shutdown in the moment before the transport is lost then sends a second
+        close, which `websockets` refuses with InvalidState, and that exception ends the
+        shutdown loop and the process with exit 1. Marking them lets uvicorn just close the
+        transport, as it does for connections whose close it sent itself."""
+        for connection in list(self.server_state.connections):
+            if (
+                isinstance(connection, WebSocketsSansIOProtocol)
+                and connection.handshake_complete
+                and not connection.close_sent
+                and connection.conn.state is not State.OPEN
+            ):
+                connection.close_sent = True
 
 
 def _options(settings: Settings) -> dict[str, object]:

@@ -69,6 +69,12 @@ class AgentSpec:
     measured: bool = True  # its deliveries count in the latencies
 
 
+def phase(index: int, plan: Plan) -> float:
+    """Where in its send interval agent `index` sends, as a fraction of the interval."""
+    total = max(1, plan.rooms * plan.agents)
+    return (index % total) / total
+
+
 def split_roles(plan: Plan, specs: list[AgentSpec], receive_url: str) -> list[AgentSpec]:
     """Senders stay on the run's URL, receivers move to `receive_url`; the senders of a room
     share its `agents x messages` sends, its window and its rate, so the offered load is the
@@ -200,7 +206,9 @@ async def _run_worker(
         window = asyncio.Semaphore(spec.window or plan.window)
         rate = plan.rate if spec.rate < 0 else spec.rate
         pending: set[asyncio.Future[Any]] = set()
-        started = time.monotonic()
+        # Agents keep their own phase (spread evenly over one send interval), as separate
+        # agents do: started together they would send in bursts of every agent at once.
+        started = time.monotonic() + (phase(spec.index, plan) / rate if rate > 0 else 0.0)
         for n in range(plan.messages if spec.sends < 0 else spec.sends):
             await window.acquire()
             if rate > 0:

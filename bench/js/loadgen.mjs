@@ -84,7 +84,10 @@ async function messages(job) {
     let inflight = 0;
     let freed = null; // resolves when an ack frees a window slot
     const pending = [];
-    const started = performance.now();
+    // Agents keep their own phase (spread evenly over one send interval), as separate agents
+    // do: started together they would send in bursts of every agent at once. As bench/loadgen.py.
+    const total = Math.max(1, plan.rooms * plan.agents);
+    const started = performance.now() + (plan.rate > 0 ? ((agent.index % total) / total) * (1000 / plan.rate) : 0);
     for (let n = 0; n < plan.messages; n++) {
       while (inflight >= plan.window) await new Promise((resolve) => (freed = resolve));
       if (plan.rate > 0) {
