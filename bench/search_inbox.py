@@ -4,7 +4,7 @@ SQLite; writes its section of docs/BENCHMARKS.md.
     make bench-search                                   # both backends, 100,000 messages
     python -m bench.search_inbox --messages 20000 --backends sqlite   # a quicker look
 
-The room is filled through the message store itself (`BatchStore.allocate` and `insert`, the
+The room is filled through the message store itself (`BatchStore.write`, the
 writer's hot path: on SQLite that also writes the FTS5 rows, on PostgreSQL the generated
 tsvector), 2,000 messages per transaction, then `agenthub serve` answers timed HTTP requests,
 one at a time, from this process. Each probe is a `Probe`: to measure another endpoint (the
@@ -171,23 +171,20 @@ async def fill(database_url: str, count: int) -> float:
         done = 0
         while done < count:
             n = min(CHUNK, count - done)
-            async with db.driver() as conn, batch_store.transaction(conn):
-                last = (await batch_store.allocate(conn, {room["id"]: n}))[room["id"]]
-                now = utcnow()
-                messages = [
-                    NewMessage(
-                        uuid7(), room["id"], last - n + 1 + k, admin, body(done + k, rng), None, now
-                    )
-                    for k in range(n)
-                ]
-                for k, m in enumerate(messages):  # as a coordinating send would store them
-                    if (done + k) % MENTION_EVERY == 0:
-                        m.extras = Extras(mentions=(member,), inbox=((member, ("mention",)),))
-                        m.inbox_ids = [(uuid7(), member, ("mention",))]
-                    elif (done + k) % ACK_EVERY == 5:  # never a multiple of MENTION_EVERY
-                        m.extras = Extras(ack_from=(member,), inbox=((member, ("ack",)),))
-                        m.inbox_ids = [(uuid7(), member, ("ack",))]
-                await batch_store.insert(conn, messages, [uuid7() for _ in messages])
+            now = utcnow()
+            messages = [
+                NewMessage(uuid7(), room["id"], 0, admin, body(done + k, rng), None, now)
+                for k in range(n)
+            ]
+            for k, m in enumerate(messages):  # as a coordinating send would store them
+                if (done + k) % MENTION_EVERY == 0:
+                    m.extras = Extras(mentions=(member,), inbox=((member, ("mention",)),))
+                    m.inbox_ids = [(uuid7(), member, ("mention",))]
+                elif (done + k) % ACK_EVERY == 5:  # never a multiple of MENTION_EVERY
+                    m.extras = Extras(ack_from=(member,), inbox=((member, ("ack",)),))
+                    m.inbox_ids = [(uuid7(), member, ("ack",))]
+            async with db.driver() as conn:
+                await batch_store.write(conn, messages)
             done += n
         elapsed = time.perf_counter() - started
         if not db.is_sqlite:

@@ -1,10 +1,16 @@
-"""SQL for storing a batch of messages in one transaction, on the driver connection itself.
+"""SQL for storing a batch of messages, on the driver connection itself.
 
 This is the hot path: every message goes through it. SQLAlchemy's async layer costs about
 eight times the driver's CPU per statement here (greenlet hops, statement caching, pool
 pings), so these statements go straight to asyncpg / aiosqlite on a connection from
-SQLAlchemy's own pool (see `Database.driver`). Each method is one round trip whatever the
-batch size; the column encodings match what SQLAlchemy writes (`agenthub.db.models`).
+SQLAlchemy's own pool (see `Database.driver`). The column encodings match what SQLAlchemy
+writes (`agenthub.db.models`).
+
+`write` stores a batch and decides, in the same transaction, which sends are repeats of a
+stored `clientMsgId` and which seq each new message gets. On PostgreSQL that is one statement
+and one round trip (its own transaction); BEGIN, a lookup, the seq allocation, three inserts
+and COMMIT as separate round trips cost about half of a paced message's server CPU (ADR 0010).
+On SQLite, in process, the same steps run as separate statements in one transaction.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import asyncpg
+
+from agenthub.db.types import uuid7
 from agenthub.search.text import search_text
 
 Key = tuple[uuid.UUID, uuid.UUID, str]  # room, sender, clientMsgId
@@ -51,6 +60,12 @@ class NewMessage:
     # (item id, agent id, reasons) of the inbox items this message makes: set by the writer
     inbox_ids: list[tuple[uuid.UUID, uuid.UUID, tuple[str, ...]]] | None = None
 
+    @property
+    def key(self) -> Key | None:
+        if self.client_msg_id is None:
+            return None
+        return (self.room_id, self.sender_id, self.client_msg_id)
+
     def as_row(self) -> dict[str, Any]:
         x = self.extras
         return {
@@ -83,135 +98,166 @@ def audit_payload(m: NewMessage) -> str:
     return json.dumps({"roomId": str(m.room_id), "messageId": str(m.id), "seq": m.seq})
 
 
+class KeyConflict(Exception):
+    """Another writer stored one of the batch's keys between the lookup and the insert (two
+    nodes, one PostgreSQL): nothing of the batch was stored; the writer tries again."""
+
+
+@dataclass(slots=True)
+class Written:
+    """What `BatchStore.write` did with a batch."""
+
+    new: list[NewMessage]  # stored now, with their seqs, in batch order
+    before: dict[Key, dict[str, Any]]  # rows stored earlier under a key of the batch
+
+
+def first_sends(messages: list[NewMessage], before: dict[Key, Any]) -> list[NewMessage]:
+    """The messages to store: those whose key is not stored yet, the first of each key."""
+    fresh: list[NewMessage] = []
+    seen: set[Key] = set()
+    for m in messages:
+        if m.client_msg_id is not None:
+            key = (m.room_id, m.sender_id, m.client_msg_id)
+            if key in before or key in seen:
+                continue
+            seen.add(key)
+        fresh.append(m)
+    return fresh
+
+
 class BatchStore(Protocol):
-    def transaction(self, conn: Any) -> Any: ...
-
-    async def find_keyed(self, conn: Any, keys: list[Key]) -> dict[Key, dict[str, Any]]: ...
-
-    async def allocate(self, conn: Any, counts: dict[uuid.UUID, int]) -> dict[uuid.UUID, int]: ...
-
-    async def insert(
-        self, conn: Any, messages: list[NewMessage], audit_ids: list[uuid.UUID]
-    ) -> int:
-        """Insert messages and their audit rows; returns how many messages were inserted
-        (fewer than given when a concurrent writer stored one of the same keys first)."""
+    async def write(self, conn: Any, messages: list[NewMessage]) -> Written:
+        """Store the new ones of `messages` (batch order; `seq` is set here) with their audit
+        rows, inbox items and asked acknowledgements, atomically. A message whose room does
+        not exist is left out. Raises KeyConflict when a concurrent writer got in first."""
         ...
 
 
 class PgBatchStore:
-    FIND = """
-        SELECT m.id, m.room_id, m.seq, m.sender_id, m.body, m.client_msg_id, m.created_at,
-               m.reply_to, m.thread_seq, m.mentions::text AS mentions,
-               m.ack_from::text AS ack_from
-        FROM messages m
-        JOIN unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(room_id, sender_id, cmid)
-          ON m.room_id = k.room_id AND m.sender_id = k.sender_id AND m.client_msg_id = k.cmid
-    """
-    # The subquery takes the rooms' row locks in id order, so two writers (two nodes) that
-    # touch the same rooms cannot deadlock; the lock orders each room's seqs and commits.
-    ALLOCATE = """
-        UPDATE rooms r SET last_seq = r.last_seq + v.n
-        FROM unnest($1::uuid[], $2::int[]) AS v(id, n)
-        WHERE r.id = v.id
-          AND r.id IN (SELECT id FROM rooms WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE)
-        RETURNING r.id, r.last_seq
-    """
-    INSERT = """
-        INSERT INTO messages (id, room_id, seq, sender_id, body, client_msg_id, created_at,
-                              reply_to, thread_seq, mentions, ack_from)
-        SELECT i, r, s, a, b, c, t, rt, th, mn::jsonb, af::jsonb
-        FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[],
-                    $6::text[], $7::timestamptz[], $8::bigint[], $9::bigint[], $10::text[],
-                    $11::text[]) AS v(i, r, s, a, b, c, t, rt, th, mn, af)
-        ON CONFLICT (room_id, sender_id, client_msg_id) DO NOTHING
-    """
-    INBOX = """
-        INSERT INTO inbox_items (id, agent_id, message_id, room_id, reasons, created_at)
-        SELECT i, a, m, r, j::jsonb, c
-        FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[],
-                    $6::timestamptz[]) AS v(i, a, m, r, j, c)
-    """
-    ACKS = """
-        INSERT INTO message_acks (message_id, agent_id, room_id, seq)
-        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[])
-    """
-    AUDIT = """
-        INSERT INTO audit_events (id, type, agent_id, payload, created_at)
-        SELECT i, 'message-sent', a, p::jsonb, c
-        FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[]) AS t(i, a, p, c)
-    """
-
-    @asynccontextmanager
-    async def transaction(self, conn: Any) -> AsyncIterator[None]:
-        async with conn.transaction():
-            yield
-
-    async def find_keyed(self, conn: Any, keys: list[Key]) -> dict[Key, dict[str, Any]]:
-        rows = await conn.fetch(
-            self.FIND, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]
+    # One statement, so one round trip and its own transaction. `v` numbers the batch (`ord`)
+    # and each key's repeats (`nth`); `before` finds keys already stored; `alloc` takes the
+    # rooms' row locks in id order (two writers on the same rooms cannot deadlock; the lock
+    # orders each room's seqs and commits) and reserves a seq range per room, which `numbered`
+    # hands out in batch order. A key stored concurrently after this statement's snapshot
+    # fails the messages insert with a unique violation, which undoes the whole statement.
+    WRITE = """
+        WITH v AS (
+            SELECT v.*, row_number() OVER (
+                       PARTITION BY v.room_id, v.sender_id, v.cmid ORDER BY v.ord) AS nth
+            FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                        $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::uuid[])
+                 WITH ORDINALITY AS v(id, room_id, sender_id, body, cmid, reply_to,
+                                      thread_seq, mentions, ack_from, audit_id, ord)
+        ),
+        before AS (
+            SELECT v.ord, m.id, m.room_id, m.seq, m.sender_id, m.body, m.client_msg_id,
+                   m.created_at, m.reply_to, m.thread_seq, m.mentions::text AS mentions,
+                   m.ack_from::text AS ack_from
+            FROM v JOIN messages m
+              ON m.room_id = v.room_id AND m.sender_id = v.sender_id
+             AND m.client_msg_id = v.cmid
+            WHERE v.nth = 1
+        ),
+        fresh AS (
+            SELECT v.* FROM v
+            WHERE (v.cmid IS NULL OR v.nth = 1) AND v.ord NOT IN (SELECT ord FROM before)
+        ),
+        counts AS (SELECT room_id, count(*)::int AS n FROM fresh GROUP BY room_id),
+        alloc AS (
+            UPDATE rooms r SET last_seq = r.last_seq + c.n
+            FROM counts c
+            WHERE r.id = c.room_id
+              AND r.id IN (SELECT id FROM rooms WHERE id IN (SELECT room_id FROM counts)
+                           ORDER BY id FOR UPDATE)
+            RETURNING r.id, r.last_seq - c.n AS base
+        ),
+        numbered AS (
+            SELECT f.*, a.base + row_number() OVER (PARTITION BY f.room_id ORDER BY f.ord)
+                   AS seq
+            FROM fresh f JOIN alloc a ON a.id = f.room_id
+        ),
+        messages_in AS (
+            INSERT INTO messages (id, room_id, seq, sender_id, body, client_msg_id,
+                                  created_at, reply_to, thread_seq, mentions, ack_from)
+            SELECT id, room_id, seq, sender_id, body, cmid, $11, reply_to, thread_seq,
+                   mentions::jsonb, ack_from::jsonb
+            FROM numbered
+        ),
+        audit_in AS (
+            INSERT INTO audit_events (id, type, agent_id, payload, created_at)
+            SELECT audit_id, 'message-sent', sender_id,
+                   jsonb_build_object('roomId', room_id::text, 'messageId', id::text,
+                                      'seq', seq),
+                   $11
+            FROM numbered
+        ),
+        inbox_in AS (
+            INSERT INTO inbox_items (id, agent_id, message_id, room_id, reasons, created_at)
+            SELECT i.id, i.agent_id, n.id, n.room_id, i.reasons::jsonb, $11
+            FROM unnest($12::uuid[], $13::uuid[], $14::bigint[], $15::text[])
+                 AS i(id, agent_id, ord, reasons)
+            JOIN numbered n ON n.ord = i.ord
+        ),
+        acks_in AS (
+            INSERT INTO message_acks (message_id, agent_id, room_id, seq)
+            SELECT n.id, k.agent_id, n.room_id, n.seq
+            FROM unnest($16::uuid[], $17::bigint[]) AS k(agent_id, ord)
+            JOIN numbered n ON n.ord = k.ord
         )
-        found = {}
+        SELECT ord, seq, NULL::uuid AS id, NULL::uuid AS room_id, NULL::uuid AS sender_id,
+               NULL::text AS body, NULL::text AS client_msg_id,
+               NULL::timestamptz AS created_at, NULL::bigint AS reply_to,
+               NULL::bigint AS thread_seq, NULL::text AS mentions, NULL::text AS ack_from
+        FROM numbered
+        UNION ALL
+        SELECT ord, seq, id, room_id, sender_id, body, client_msg_id, created_at, reply_to,
+               thread_seq, mentions, ack_from
+        FROM before
+    """
+
+    async def write(self, conn: Any, messages: list[NewMessage]) -> Written:
+        inbox = [
+            (item, agent, ord_, reasons)
+            for ord_, m in enumerate(messages, 1)
+            for item, agent, reasons in m.inbox_ids or ()
+        ]
+        acks = [(agent, ord_) for ord_, m in enumerate(messages, 1) for agent in m.extras.ack_from]
+        try:
+            rows = await conn.fetch(
+                self.WRITE,
+                [m.id for m in messages],
+                [m.room_id for m in messages],
+                [m.sender_id for m in messages],
+                [m.body for m in messages],
+                [m.client_msg_id for m in messages],
+                [m.extras.reply_to for m in messages],
+                [m.extras.thread_seq for m in messages],
+                [m.json_column(m.extras.mentions) for m in messages],
+                [m.json_column(m.extras.ack_from) for m in messages],
+                [uuid7() for _ in messages],
+                messages[0].created_at,
+                [i[0] for i in inbox],
+                [i[1] for i in inbox],
+                [i[2] for i in inbox],
+                [json.dumps(list(i[3])) for i in inbox],
+                [a[0] for a in acks],
+                [a[1] for a in acks],
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise KeyConflict() from exc
+        stored_now: list[int] = []
+        before: dict[Key, dict[str, Any]] = {}
         for r in rows:
-            row = dict(r)
-            row["mentions"] = _json_list(row["mentions"])
-            row["ack_from"] = _json_list(row["ack_from"])
-            found[(r["room_id"], r["sender_id"], r["client_msg_id"])] = row
-        return found
-
-    async def allocate(self, conn: Any, counts: dict[uuid.UUID, int]) -> dict[uuid.UUID, int]:
-        rows = await conn.fetch(self.ALLOCATE, list(counts), list(counts.values()))
-        return {r["id"]: int(r["last_seq"]) for r in rows}
-
-    async def insert(
-        self, conn: Any, messages: list[NewMessage], audit_ids: list[uuid.UUID]
-    ) -> int:
-        status = await conn.execute(
-            self.INSERT,
-            [m.id for m in messages],
-            [m.room_id for m in messages],
-            [m.seq for m in messages],
-            [m.sender_id for m in messages],
-            [m.body for m in messages],
-            [m.client_msg_id for m in messages],
-            [m.created_at for m in messages],
-            [m.extras.reply_to for m in messages],
-            [m.extras.thread_seq for m in messages],
-            [m.json_column(m.extras.mentions) for m in messages],
-            [m.json_column(m.extras.ack_from) for m in messages],
-        )
-        inserted = int(status.rsplit(" ", 1)[-1])
-        if inserted == len(messages):  # else the writer retries the whole transaction
-            await self._coordination(conn, messages)
-        await conn.execute(
-            self.AUDIT,
-            audit_ids,
-            [m.sender_id for m in messages],
-            [audit_payload(m) for m in messages],
-            [m.created_at for m in messages],
-        )
-        return inserted
-
-    async def _coordination(self, conn: Any, messages: list[NewMessage]) -> None:
-        items = [(m, item) for m in messages for item in m.inbox_ids or ()]
-        if items:
-            await conn.execute(
-                self.INBOX,
-                [i[0] for _, i in items],
-                [i[1] for _, i in items],
-                [m.id for m, _ in items],
-                [m.room_id for m, _ in items],
-                [json.dumps(list(i[2])) for _, i in items],
-                [m.created_at for m, _ in items],
-            )
-        acks = [(m, a) for m in messages for a in m.extras.ack_from]
-        if acks:
-            await conn.execute(
-                self.ACKS,
-                [m.id for m, _ in acks],
-                [a for _, a in acks],
-                [m.room_id for m, _ in acks],
-                [m.seq for m, _ in acks],
-            )
+            if r["id"] is None:
+                messages[r["ord"] - 1].seq = int(r["seq"])
+                stored_now.append(r["ord"] - 1)
+            else:
+                row = dict(r)
+                del row["ord"]
+                row["mentions"] = _json_list(row["mentions"])
+                row["ack_from"] = _json_list(row["ack_from"])
+                before[(r["room_id"], r["sender_id"], r["client_msg_id"])] = row
+        return Written([messages[i] for i in sorted(stored_now)], before)
 
 
 _COLUMNS = (
@@ -226,7 +272,28 @@ def _sqlite_time(value: datetime) -> str:
 
 
 class SqliteBatchStore:
-    """The same on SQLite, where uuids are 32 hex digits and times are text."""
+    """The same on SQLite, where uuids are 32 hex digits and times are text: the steps of
+    PostgreSQL's statement, one statement each, in one transaction."""
+
+    async def write(self, conn: Any, messages: list[NewMessage]) -> Written:
+        async with self.transaction(conn):
+            keys = list({k for m in messages if (k := m.key) is not None})
+            before = await self.find_keyed(conn, keys) if keys else {}
+            fresh = first_sends(messages, before)
+            counts: dict[uuid.UUID, int] = {}
+            for m in fresh:
+                counts[m.room_id] = counts.get(m.room_id, 0) + 1
+            last = await self.allocate(conn, counts) if counts else {}
+            next_seq = {room: last[room] - n + 1 for room, n in counts.items() if room in last}
+            new = []
+            for m in fresh:
+                if m.room_id in next_seq:  # else its room vanished: left out
+                    m.seq = next_seq[m.room_id]
+                    next_seq[m.room_id] += 1
+                    new.append(m)
+            if new and await self.insert(conn, new, [uuid7() for _ in new]) != len(new):
+                raise KeyConflict()  # leaves the transaction: rolled back
+        return Written(new, before)
 
     @asynccontextmanager
     async def transaction(self, conn: Any) -> AsyncIterator[None]:

@@ -31,7 +31,7 @@ from agenthub.messages.batch_store import (
     NO_EXTRAS,
     BatchStore,
     Extras,
-    Key,
+    KeyConflict,
     NewMessage,
     PgBatchStore,
     SqliteBatchStore,
@@ -42,10 +42,6 @@ log = logging.getLogger("agenthub.messages")
 MAX_BATCH = 512
 STOP_WAIT_SECONDS = 10
 RETRIES = 3
-
-
-class _Conflict(Exception):
-    """Another writer stored one of this batch's keys between our check and our insert."""
 
 
 @dataclass(slots=True)
@@ -126,7 +122,7 @@ class MessageWriter:
             try:
                 results = await self._transaction(batch)
                 break
-            except _Conflict:
+            except KeyConflict:
                 if attempt + 1 < RETRIES:
                     continue
                 self._fail(batch, RuntimeError("conflicting concurrent sends"))
@@ -153,55 +149,29 @@ class MessageWriter:
                 pending.future.set_exception(exc)
 
     async def _transaction(self, batch: list[Pending]) -> list[Result]:
-        store = self.store
-        async with self.db.driver() as conn, store.transaction(conn):
-            keys = list(
-                {(p.room_id, p.sender_id, p.client_msg_id) for p in batch if p.client_msg_id}
-            )
-            stored: dict[Key, dict[str, Any]] = await store.find_keyed(conn, keys) if keys else {}
-            # Which sends are new: not stored before, and not repeated earlier in this batch.
-            fresh: list[Pending] = []
-            first_of: dict[Key, Pending] = {}
-            for p in batch:
-                key = (p.room_id, p.sender_id, p.client_msg_id) if p.client_msg_id else None
-                if key is not None and (key in stored or key in first_of):
-                    continue
-                if key is not None:
-                    first_of[key] = p
-                fresh.append(p)
-            counts: dict[uuid.UUID, int] = {}
-            for p in fresh:
-                counts[p.room_id] = counts.get(p.room_id, 0) + 1
-            last = await store.allocate(conn, counts) if counts else {}
-            next_seq = {room: last[room] - n + 1 for room, n in counts.items() if room in last}
-            now = utcnow()
-            new: dict[int, NewMessage] = {}
-            for p in fresh:
-                if p.room_id not in next_seq:
-                    continue  # the room vanished: answered below
-                seq = next_seq[p.room_id]
-                next_seq[p.room_id] = seq + 1
-                new[id(p)] = NewMessage(
-                    uuid7(), p.room_id, seq, p.sender_id, p.body, p.client_msg_id, now, p.extras
-                )
-                if p.extras.inbox:
-                    new[id(p)].inbox_ids = [(uuid7(), a, r) for a, r in p.extras.inbox]
-            messages = list(new.values())
-            if messages:
-                inserted = await store.insert(conn, messages, [uuid7() for _ in messages])
-                if inserted != len(messages):
-                    raise _Conflict()
-        results: list[Result] = []
-        by_key = {**stored}
+        now = utcnow()
+        messages = []
         for p in batch:
-            made = new.get(id(p))
-            if made is not None:
-                row = made.as_row()
-                if p.client_msg_id:
-                    by_key[(p.room_id, p.sender_id, p.client_msg_id)] = row
+            m = NewMessage(
+                uuid7(), p.room_id, 0, p.sender_id, p.body, p.client_msg_id, now, p.extras
+            )
+            if p.extras.inbox:
+                m.inbox_ids = [(uuid7(), a, r) for a, r in p.extras.inbox]
+            messages.append(m)
+        async with self.db.driver() as conn:
+            written = await self.store.write(conn, messages)
+        stored_now = {id(m) for m in written.new}
+        by_key = dict(written.before)
+        results: list[Result] = []
+        for m in messages:
+            key = m.key
+            if id(m) in stored_now:
+                row = m.as_row()
+                if key is not None:
+                    by_key[key] = row
                 results.append((row, True))
-            elif p.client_msg_id and (p.room_id, p.sender_id, p.client_msg_id) in by_key:
-                results.append((by_key[(p.room_id, p.sender_id, p.client_msg_id)], False))
+            elif key is not None and key in by_key:  # a repeat, of a stored or an earlier send
+                results.append((by_key[key], False))
             else:  # its room vanished (rooms are never deleted: not expected)
                 results.append(NotFound("the room does not exist"))
         return results

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 import redis
 
+from tests.databases import query
 from tests.realtime.nodes import (
     Socket,
     assert_all_once_in_order,
@@ -78,6 +81,66 @@ async def test_messages_sent_on_either_node_reach_every_socket_once_in_seq_order
         async with httpx.AsyncClient(timeout=10) as http:
             r = await http.get(f"{node.base_url}/readyz")
         assert r.json() == {"status": "ready", "checks": {"db": "ok", "redis": "ok"}}
+
+
+async def test_the_same_client_msg_id_sent_to_both_nodes_at_once_is_stored_once(
+    two: list[Server],
+) -> None:
+    """Two writers (one per node) race on one key. The test holds the room's row lock so that
+    both nodes' statements are in flight, past their lookup, when it lets go: the first stores
+    the message, the other's insert fails on the key's uniqueness, which undoes its whole
+    statement, and its retry answers the stored message. One message, one seq, one audit."""
+    a, b = two
+    alice = a.new_agent()
+    room = a.new_room(alice)
+    url = f"/api/v1/rooms/{room['slug']}/messages"
+    headers = {"Authorization": f"Bearer {alice.jwt}"}
+    database = a.database_url.rsplit("/", 1)[1]
+
+    async def post(http: httpx.AsyncClient) -> httpx.Response:
+        return await http.post(url, json={"body": "once", "clientMsgId": "k"}, headers=headers)
+
+    async def lock_waiters(conn: asyncpg.Connection) -> int:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = $1 AND wait_event_type = 'Lock'",
+                database,
+            )
+        )
+
+    conn = await asyncpg.connect(a.database_url.replace("+asyncpg", ""), timeout=5)
+    async with (
+        httpx.AsyncClient(base_url=a.base_url, timeout=15) as on_a,
+        httpx.AsyncClient(base_url=b.base_url, timeout=15) as on_b,
+        asyncio.timeout(30),
+    ):
+        try:
+            holder = conn.transaction()
+            await holder.start()
+            await conn.execute(
+                "SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE", uuid.UUID(room["id"])
+            )
+            sends = [asyncio.ensure_future(post(on_a)), asyncio.ensure_future(post(on_b))]
+            for _ in range(1000):  # within the 30 s bound above
+                if await lock_waiters(conn) >= 2:
+                    break
+                await asyncio.sleep(0.02)
+            await holder.commit()
+            answers = await asyncio.gather(*sends)
+        finally:
+            await conn.close()
+    assert sorted(r.status_code for r in answers) == [200, 201], [r.text for r in answers]
+    assert len({r.json()["id"] for r in answers}) == 1
+    assert [r.json()["seq"] for r in answers] == [1, 1]
+    stored = query(a.database_url, "SELECT count(*) FROM messages WHERE room_id = $1", room["id"])
+    audits = query(
+        a.database_url,
+        "SELECT count(*) FROM audit_events WHERE type = 'message-sent' AND payload->>'roomId' = $1",
+        room["id"],
+    )
+    last = query(a.database_url, "SELECT last_seq FROM rooms WHERE id = $1", room["id"])
+    assert (stored[0][0], audits[0][0], last[0][0]) == (1, 1, 1)
 
 
 async def test_membership_changes_cross_nodes_and_a_removed_member_is_refused_on_b(
