@@ -1,9 +1,9 @@
 """Group commit: every message of this process is stored by one writer task, in batches.
 
 Sends queue up while a transaction is in flight; the next transaction takes all of them (up
-to MAX_BATCH), so under load one commit carries many messages (a handful of round trips for
-the batch instead of per message) and at low load a send waits for nothing but its own
-commit. One writer per process also means its commits happen one after another, so this
+to MAX_BATCH), so under load one commit carries many messages (one statement for the batch on
+PostgreSQL, see batch_store.py) and at low load a send waits for nothing but its own commit,
+on a connection the writer keeps while sends keep coming. One writer per process also means its commits happen one after another, so this
 process learns of each room's seqs in order and can broadcast them in order without further
 bookkeeping. Across processes (several nodes on one PostgreSQL) the rooms' row locks order
 the transactions.
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agenthub.db.engine import Database
+from agenthub.db.engine import PING_AFTER_IDLE_S, Database
 from agenthub.db.types import utcnow, uuid7
 from agenthub.errors import NotFound, Unavailable
 from agenthub.messages.batch_store import (
@@ -66,6 +66,7 @@ class MessageWriter:
         self._pending: list[Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._hold = 0.0 if db.is_sqlite else PING_AFTER_IDLE_S
 
     def start(self) -> None:
         """Called by `Services.open` (agenthub/services.py), which also stops it."""
@@ -109,26 +110,55 @@ class MessageWriter:
 
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
+            if not self._pending:
+                await self._wake.wait()
             self._wake.clear()
-            while self._pending:
-                batch = self._pending[:MAX_BATCH]
-                del self._pending[:MAX_BATCH]
-                await self._commit(batch)
+            batch: list[Pending] = []
+            try:
+                # One connection for as long as sends keep coming: checking one out of the
+                # pool and back in costs more CPU than the batch's statement at low load.
+                async with self.db.driver() as conn:
+                    while True:
+                        while self._pending:
+                            batch = self._pending[:MAX_BATCH]
+                            del self._pending[:MAX_BATCH]
+                            await self._commit(conn, batch)  # answers the batch, or raises
+                            batch = []
+                        if not await self._more_soon():
+                            break
+            except Exception as exc:
+                # No connection, or the batch in hand failed: it fails with the error (the
+                # connection goes back, discarded when dead; the next batch takes another).
+                if not batch:
+                    batch = self._pending[:MAX_BATCH]
+                    del self._pending[:MAX_BATCH]
+                self._fail(batch, exc)
 
-    async def _commit(self, batch: list[Pending]) -> None:
+    async def _more_soon(self) -> bool:
+        """Whether another send comes within the hold time (none on SQLite, where the writer's
+        connection is the process's one write lock). The hold equals the pool's trust in an
+        idle connection (see `_ping_when_idle`): a held connection is used no later than the
+        pool would hand it out unpinged."""
+        if self._hold <= 0:
+            return False
+        try:
+            async with asyncio.timeout(self._hold):
+                await self._wake.wait()
+        except TimeoutError:
+            return False
+        self._wake.clear()
+        return True
+
+    async def _commit(self, conn: Any, batch: list[Pending]) -> None:
         results: list[Result] = []
         for attempt in range(RETRIES):
             try:
-                results = await self._transaction(batch)
+                results = await self._transaction(conn, batch)
                 break
             except KeyConflict:
                 if attempt + 1 < RETRIES:
                     continue
                 self._fail(batch, RuntimeError("conflicting concurrent sends"))
-                return
-            except Exception as exc:
-                self._fail(batch, exc)
                 return
         try:  # broadcast first: a sender may only hear back once its message is on its way
             self.on_commit([r[0] for r in results if not isinstance(r, Exception) and r[1]])
@@ -148,7 +178,7 @@ class MessageWriter:
             if not pending.future.done():
                 pending.future.set_exception(exc)
 
-    async def _transaction(self, batch: list[Pending]) -> list[Result]:
+    async def _transaction(self, conn: Any, batch: list[Pending]) -> list[Result]:
         now = utcnow()
         messages = []
         for p in batch:
@@ -158,8 +188,7 @@ class MessageWriter:
             if p.extras.inbox:
                 m.inbox_ids = [(uuid7(), a, r) for a, r in p.extras.inbox]
             messages.append(m)
-        async with self.db.driver() as conn:
-            written = await self.store.write(conn, messages)
+        written = await self.store.write(conn, messages)
         stored_now = {id(m) for m in written.new}
         by_key = dict(written.before)
         results: list[Result] = []
