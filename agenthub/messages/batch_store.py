@@ -109,6 +109,7 @@ class Written:
 
     new: list[NewMessage]  # stored now, with their seqs, in batch order
     before: dict[Key, dict[str, Any]]  # rows stored earlier under a key of the batch
+    refused: list[NewMessage]  # from senders who are not (or no longer) members of the room
 
 
 def first_sends(messages: list[NewMessage], before: dict[Key, Any]) -> list[NewMessage]:
@@ -128,8 +129,10 @@ def first_sends(messages: list[NewMessage], before: dict[Key, Any]) -> list[NewM
 class BatchStore(Protocol):
     async def write(self, conn: Any, messages: list[NewMessage]) -> Written:
         """Store the new ones of `messages` (batch order; `seq` is set here) with their audit
-        rows, inbox items and asked acknowledgements, atomically. A message whose room does
-        not exist is left out. Raises KeyConflict when a concurrent writer got in first."""
+        rows, inbox items and asked acknowledgements, atomically. The sender's membership is
+        confirmed in the same transaction: a non-member's message is refused, whatever the
+        caller's cache believed. A message whose room does not exist is left out. Raises
+        KeyConflict when a concurrent writer got in first."""
         ...
 
 
@@ -143,7 +146,10 @@ class PgBatchStore:
     WRITE = """
         WITH v AS (
             SELECT v.*, row_number() OVER (
-                       PARTITION BY v.room_id, v.sender_id, v.cmid ORDER BY v.ord) AS nth
+                       PARTITION BY v.room_id, v.sender_id, v.cmid ORDER BY v.ord) AS nth,
+                   EXISTS (SELECT 1 FROM room_members rm
+                           WHERE rm.room_id = v.room_id AND rm.agent_id = v.sender_id)
+                   AS member
             FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
                         $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::uuid[])
                  WITH ORDINALITY AS v(id, room_id, sender_id, body, cmid, reply_to,
@@ -156,11 +162,12 @@ class PgBatchStore:
             FROM v JOIN messages m
               ON m.room_id = v.room_id AND m.sender_id = v.sender_id
              AND m.client_msg_id = v.cmid
-            WHERE v.nth = 1
+            WHERE v.nth = 1 AND v.member
         ),
         fresh AS (
             SELECT v.* FROM v
-            WHERE (v.cmid IS NULL OR v.nth = 1) AND v.ord NOT IN (SELECT ord FROM before)
+            WHERE v.member AND (v.cmid IS NULL OR v.nth = 1)
+              AND v.ord NOT IN (SELECT ord FROM before)
         ),
         counts AS (SELECT room_id, count(*)::int AS n FROM fresh GROUP BY room_id),
         alloc AS (
@@ -213,6 +220,9 @@ class PgBatchStore:
         SELECT ord, seq, id, room_id, sender_id, body, client_msg_id, created_at, reply_to,
                thread_seq, mentions, ack_from
         FROM before
+        UNION ALL
+        SELECT ord, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+        FROM v WHERE NOT v.member
     """
 
     async def write(self, conn: Any, messages: list[NewMessage]) -> Written:
@@ -246,9 +256,12 @@ class PgBatchStore:
         except asyncpg.UniqueViolationError as exc:
             raise KeyConflict() from exc
         stored_now: list[int] = []
+        refused: list[int] = []
         before: dict[Key, dict[str, Any]] = {}
         for r in rows:
-            if r["id"] is None:
+            if r["seq"] is None:
+                refused.append(r["ord"] - 1)
+            elif r["id"] is None:
                 messages[r["ord"] - 1].seq = int(r["seq"])
                 stored_now.append(r["ord"] - 1)
             else:
@@ -257,7 +270,9 @@ class PgBatchStore:
                 row["mentions"] = _json_list(row["mentions"])
                 row["ack_from"] = _json_list(row["ack_from"])
                 before[(r["room_id"], r["sender_id"], r["client_msg_id"])] = row
-        return Written([messages[i] for i in sorted(stored_now)], before)
+        return Written(
+            [messages[i] for i in sorted(stored_now)], before, [messages[i] for i in refused]
+        )
 
 
 _COLUMNS = (
@@ -277,6 +292,10 @@ class SqliteBatchStore:
 
     async def write(self, conn: Any, messages: list[NewMessage]) -> Written:
         async with self.transaction(conn):
+            members = await self.members(conn, {(m.room_id, m.sender_id) for m in messages})
+            refused = [m for m in messages if (m.room_id, m.sender_id) not in members]
+            if refused:
+                messages = [m for m in messages if (m.room_id, m.sender_id) in members]
             keys = list({k for m in messages if (k := m.key) is not None})
             before = await self.find_keyed(conn, keys) if keys else {}
             fresh = first_sends(messages, before)
@@ -293,7 +312,17 @@ class SqliteBatchStore:
                     new.append(m)
             if new and await self.insert(conn, new, [uuid7() for _ in new]) != len(new):
                 raise KeyConflict()  # leaves the transaction: rolled back
-        return Written(new, before)
+        return Written(new, before, refused)
+
+    async def members(
+        self, conn: Any, pairs: set[tuple[uuid.UUID, uuid.UUID]]
+    ) -> set[tuple[uuid.UUID, uuid.UUID]]:
+        """Which (room, agent) pairs are memberships."""
+        wanted = list(pairs)
+        marks = " OR ".join("(room_id = ? AND agent_id = ?)" for _ in wanted)
+        sql = f"SELECT room_id, agent_id FROM room_members WHERE {marks}"  # noqa: S608
+        cursor = await conn.execute(sql, [v.hex for pair in wanted for v in pair])
+        return {(uuid.UUID(r[0]), uuid.UUID(r[1])) for r in await cursor.fetchall()}
 
     @asynccontextmanager
     async def transaction(self, conn: Any) -> AsyncIterator[None]:

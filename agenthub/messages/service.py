@@ -14,11 +14,11 @@ from agenthub.coordination.plan import NO_PLAN, Planner
 from agenthub.coordination.store import answers_of
 from agenthub.coordination.wire import acks_wire, item_wire
 from agenthub.db.engine import Database
-from agenthub.errors import InvalidRequest, PayloadTooLarge
+from agenthub.errors import Forbidden, InvalidRequest, PayloadTooLarge
 from agenthub.events import Events
 from agenthub.messages import store
 from agenthub.messages.schemas import MessagePage, message_out
-from agenthub.messages.writer import MessageWriter
+from agenthub.messages.writer import MessageWriter, NotMember
 from agenthub.observability.metrics import Metrics
 from agenthub.rooms.service import RoomService
 from agenthub.wire import iso_z
@@ -123,11 +123,18 @@ class MessageService:
         """
         body, client_msg_id = self.check_message(body, client_msg_id)
         self.planner.check_args(reply_to, ack_from)
-        room_id = await self.rooms.member_room_id(actor, room_ref)
+        room_id = await self.rooms.member_room_id(actor, room_ref, write_confirms=True)
         plan = await self.planner.plan(actor, room_id, body, reply_to, ack_from)
-        row, created = await self.writer.submit(
-            room_id, actor.agent_id, body, client_msg_id, plan.extras if plan else NO_PLAN
-        )
+        try:
+            row, created = await self.writer.submit(
+                room_id, actor.agent_id, body, client_msg_id, plan.extras if plan else NO_PLAN
+            )
+        except NotMember:
+            # The cache was stale (removed through another node): the database's answer, and
+            # its error (403, or 404), as if the cache had not known the membership at all.
+            self.rooms.memberships.forget(actor.agent_id, room_id)
+            await self.rooms.room_for(actor, room_ref, admin_ok=False)
+            raise Forbidden("you are not a member of this room") from None
         wire = row.get("wire") or message_wire(row)
         if plan is not None and plan.ignored:
             return {**wire, "ignoredMentions": plan.ignored}, created

@@ -3,15 +3,17 @@
 Sends queue up while a transaction is in flight; the next transaction takes all of them (up
 to MAX_BATCH), so under load one commit carries many messages (one statement for the batch on
 PostgreSQL, see batch_store.py) and at low load a send waits for nothing but its own commit,
-on a connection the writer keeps while sends keep coming. One writer per process also means its commits happen one after another, so this
-process learns of each room's seqs in order and can broadcast them in order without further
-bookkeeping. Across processes (several nodes on one PostgreSQL) the rooms' row locks order
-the transactions.
+on a connection the writer keeps while sends keep coming. One writer per process also means
+its commits happen one after another, so this process learns of each room's seqs in order
+and can broadcast them in order without further bookkeeping. Across processes (several nodes
+on one PostgreSQL) the rooms' row locks order the transactions.
 
 Guarantees per send, as the contract wants them: the message and its audit row commit in
 the same transaction; its seq is the room's next one (gapless, in commit order); a repeated
 clientMsgId (in the database or earlier in the same batch) stores nothing and returns the
-stored message. The caller's future resolves only after commit.
+stored message; the sender is a member of the room when it commits (a non-member's send
+is refused with NotMember, whatever the membership cache said). The caller's future resolves
+only after commit.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ log = logging.getLogger("agenthub.messages")
 MAX_BATCH = 512
 STOP_WAIT_SECONDS = 10
 RETRIES = 3
+
+
+class NotMember(Exception):
+    """The sender is not a member of the room (any more): nothing was stored."""
 
 
 @dataclass(slots=True)
@@ -190,11 +196,14 @@ class MessageWriter:
             messages.append(m)
         written = await self.store.write(conn, messages)
         stored_now = {id(m) for m in written.new}
+        refused = {id(m) for m in written.refused}
         by_key = dict(written.before)
         results: list[Result] = []
         for m in messages:
             key = m.key
-            if id(m) in stored_now:
+            if id(m) in refused:
+                results.append(NotMember())
+            elif id(m) in stored_now:
                 row = m.as_row()
                 if key is not None:
                     by_key[key] = row

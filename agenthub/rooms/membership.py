@@ -11,7 +11,8 @@ them as they arrive, see realtime/cluster.py), so they are refused at once. A no
 be lost (Redis away), so an entry is still trusted for `MAX_AGE_S` only: after that the next
 send asks the database again. A member removed through another node is thus refused
 everywhere within about a second at worst, at the cost of one membership read per second per
-busy (agent, room).
+busy (agent, room). Sends need neither: the message's own write confirms the membership in
+its transaction (messages/batch_store.py), so they trust an entry of any age (`known`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,19 @@ class Memberships:
         confirmed = self._rooms_of.get(agent_id, {}).get(room_id)
         return confirmed is not None and self._clock() - confirmed <= self._max_age
 
+    def known(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> bool:
+        """Whether `agent_id` was confirmed a member of `room_id` here, however long ago: for
+        callers whose own write confirms the membership in its transaction (sending)."""
+        return room_id in self._rooms_of.get(agent_id, {})
+
+    def forget(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> None:
+        """The database said no (a write refused a non-member): ask it next time."""
+        rooms = self._rooms_of.get(agent_id)
+        if rooms is not None:
+            rooms.pop(room_id, None)
+            if not rooms:
+                del self._rooms_of[agent_id]
+
     def added(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> None:
         """A membership just committed, or just read from the database."""
         self._rooms_of.setdefault(agent_id, {})[room_id] = self._clock()
@@ -45,11 +59,7 @@ class Memberships:
     def removed(self, agent_id: uuid.UUID, room_id: uuid.UUID) -> None:
         """A removal just committed."""
         self._removals += 1
-        rooms = self._rooms_of.get(agent_id)
-        if rooms is not None:
-            rooms.pop(room_id, None)
-            if not rooms:
-                del self._rooms_of[agent_id]
+        self.forget(agent_id, room_id)
 
     def mark(self) -> int:
         """Take before reading memberships from the database; hand to `learned`."""

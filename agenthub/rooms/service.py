@@ -40,14 +40,22 @@ class RoomService:
         check it against the memberships they know, and ask `room_for` otherwise."""
         return as_uuid(ref) or self._slug_ids.get(ref)
 
-    async def member_room_id(self, actor: Principal, ref: str, *, cached: bool = True) -> uuid.UUID:
+    async def member_room_id(
+        self, actor: Principal, ref: str, *, cached: bool = True, write_confirms: bool = False
+    ) -> uuid.UUID:
         """The id of room `ref` if the actor is a member of it (404 / 403 as `room_for`
         otherwise, admins included). The one membership decision for sending and joining,
         from every edge: without a database round trip for a member this process knows,
-        unless `cached` is false (rare calls that should confirm with the database)."""
+        unless `cached` is false (rare calls that should confirm with the database).
+        `write_confirms`: the caller's write checks the membership again in its own
+        transaction (a send), so a membership known here however long ago will do."""
         known = self._known_id(ref)
-        if cached and known is not None and self.memberships.knows(actor.agent_id, known):
-            return known
+        if cached and known is not None:
+            memberships = self.memberships
+            if (write_confirms and memberships.known(actor.agent_id, known)) or memberships.knows(
+                actor.agent_id, known
+            ):
+                return known
         since = self.memberships.mark()
         room = await self.room_for(actor, ref, admin_ok=False)
         self.memberships.learned(actor.agent_id, [room.id], since)
