@@ -75,6 +75,10 @@ def message_table(results: dict[str, dict[str, Any]]) -> list[str]:
         ),
         ("deliveries", lambda r: r["deliveries"]),
         ("complete, in order, gapless", lambda r: "yes" if r["complete"] else "**no**"),
+        (
+            "delivery p99 of each run (ms; latency and CPU above: medians)",
+            lambda r: " / ".join(_fmt(x["p99_ms"]) for x in r.get("runs", ())) or "one run",
+        ),
         ("server CPU (s)", lambda r: r["cpu"]["server_s"]),
         ("server CPU per acked message (ms)", lambda r: cpu_per_message_ms(r)),
         ("database CPU (s, all postgres processes)", lambda r: r["cpu"]["database_s"]),
