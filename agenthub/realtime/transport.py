@@ -212,7 +212,7 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
         self.closing = False
         self.closed = False
         self.session: dict[str, Any] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self._early: list[Any] | None = []  # written before the websocket was accepted
 
     # ---- engine.io's queue, as fanout.py and admission.py use it ----
@@ -320,6 +320,12 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
         return True
 
     def _ping(self) -> None:
+        # One step later, as engine.io's sleeping ping task would wake: a close begun by a
+        # timer due at the same moment (admission's deadline) goes first, and no PING is
+        # written just before its CLOSE.
+        self._timer = asyncio.get_running_loop().call_soon(self._ping_now)
+
+    def _ping_now(self) -> None:
         self._timer = None
         if self.closing or self.closed:
             return
