@@ -57,6 +57,8 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Writable()  # type: ignore[assignment]
+        self.writable.set()
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -66,8 +68,13 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
     async def send(self, message: Any) -> None:
         await super().send(message)
         if message["type"] == "websocket.accept" and self.handshake_complete:
-            # What the handshake was read from and answered with: not needed once accepted.
+            # The handshake's request and response, and the scope's copy of the request's
+            # headers: nothing reads them once the websocket is accepted (engine.io and the
+            # middleware read the headers before accepting). The request is cleared in place
+            # because the websockets parser keeps it for the connection's life.
+            self.request.headers.clear()
             self.request = self.response = None  # type: ignore[assignment]
+            self.scope["headers"] = []
 
     def send_nowait(self, data: str | bytes) -> bool:
         """Write one message now; False once the connection is closing or closed.
@@ -146,6 +153,38 @@ class _Inbox:
         if not self._items:
             self._items = None  # an empty deque is 600 bytes
         return item
+
+
+class _Writable:
+    """The `writable` flag uvicorn's protocol waits on before each ASGI send (`set`, `clear`,
+    `wait`): an `asyncio.Event` costs a deque, 600 bytes per idle connection."""
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self) -> None:
+        self._value = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def set(self) -> None:
+        self._value = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._value = False
+
+    def is_set(self) -> bool:
+        return self._value
+
+    async def wait(self) -> None:
+        while not self._value:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            await waiter
 
 
 class LeanEngineServer(engineio.AsyncServer):  # type: ignore[misc]
@@ -276,16 +315,19 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
                 data = event.get("text")
                 if data is None:
                     data = event.get("bytes")
+                event = None  # (not kept while the next frame is awaited)
                 if data is None or len(data) > limit:
                     break
+                pkt, data = packet.Packet(encoded_packet=data), None
                 try:
-                    await self.receive(packet.Packet(encoded_packet=data))
+                    await self.receive(pkt)
                 except exceptions.UnknownPacketError:
                     pass
                 except exceptions.SocketIsClosedError:
                     break
                 except Exception:
                     self.server.logger.exception("Unknown receive error")
+                pkt = None
         finally:
             self._end()
             await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
