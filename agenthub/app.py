@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from limits.storage import storage_from_string
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agenthub.agents.http import router as agents_router
 from agenthub.audit.http import router as audit_router
@@ -116,7 +116,8 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
 
     # Outermost first: the client's address (from a trusted proxy's X-Forwarded-For), request
     # context and headers, CORS, rate limits, the body limit, then MCP, Socket.IO or FastAPI.
-    asgi = mcp_edge.mount(hub.asgi(app))
+    sockets = hub.asgi(app)
+    asgi = mcp_edge.mount(sockets)
     # Around Socket.IO too: engine.io answers an oversized polling POST only once a poll takes
     # the session's CLOSE packet, so without this the request hangs (and holds the shutdown).
     asgi = BodyLimitMiddleware(asgi, settings.max_body_bytes)
@@ -131,9 +132,21 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
         known_token=mcp_edge.known_token,
     )
     asgi = CorsMiddleware(asgi, parse_origins(settings.allowed_origins))
+    # Websockets skip the four layers above, which pass them through untouched: each would
+    # keep a suspended frame per open socket for the socket's life (ADR 0012).
+    asgi = _by_type(asgi, websocket=sockets)
     templates = RouteTemplates(lambda: app.openapi()["paths"])
     asgi = RequestContextMiddleware(asgi, metrics, security_headers(settings), templates)
     return trust_proxies(asgi, settings.trusted_proxies), hub
+
+
+def _by_type(http: ASGIApp, websocket: ASGIApp) -> ASGIApp:
+    """`websocket` for websocket connections, `http` for everything else (the lifespan too)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await (websocket if scope["type"] == "websocket" else http)(scope, receive, send)
+
+    return app
 
 
 def security_headers(settings: Settings) -> list[tuple[bytes, bytes]]:

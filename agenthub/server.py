@@ -17,6 +17,7 @@ from agenthub.app import build
 from agenthub.config import Settings, load_settings
 from agenthub.observability import logging as logs
 from agenthub.realtime.hub import Hub
+from agenthub.realtime.transport import LeanWebSocketProtocol
 
 GRACE_SECONDS = 10
 
@@ -64,6 +65,9 @@ def _options(settings: Settings) -> dict[str, object]:
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
+        # uvicorn's websockets-sansio protocol, which also lets Engine.IO sessions write frames
+        # synchronously (realtime/transport.py; ADR 0012).
+        "ws": LeanWebSocketProtocol,
         "ws_per_message_deflate": False,
         # No websocket-level keepalive from uvicorn (a timer per socket and a ping frame every
         # 20 s each): Engine.IO already pings every SOCKETIO_PING_INTERVAL and closes a peer

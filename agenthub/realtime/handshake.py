@@ -11,7 +11,7 @@ import socketio
 
 from agenthub.auth.jwt import Principal
 from agenthub.errors import AppError, InvalidRequest
-from agenthub.realtime.fanout import NAMESPACE, agent_room
+from agenthub.realtime.fanout import agent_room
 from agenthub.realtime.ratelimit import SlidingWindow
 from agenthub.realtime.sockets import Running, SocketState
 
@@ -56,12 +56,9 @@ class Handshake:
             refused = running.lifetimes.refusal(sid, state.principal)
             if refused is not None:
                 raise refused
-            await hub.sio.emit(
-                "connected",
-                {"agentId": state.agent_id, "rooms": rooms},
-                to=sid,
-                namespace=NAMESPACE,
-            )
+            # Straight onto the socket, like every hub event (python-socketio's emit would
+            # spawn a task and wait for it).
+            hub.fanout.emit("connected", {"agentId": state.agent_id, "rooms": rooms}, sid)
         except Exception as exc:
             hub.sockets.pop(sid, None)
             running.lifetimes.forget(sid)

@@ -44,6 +44,7 @@ from agenthub.realtime.presence import PresenceKeeper, SharedPresence
 from agenthub.realtime.ratelimit import SlidingWindow
 from agenthub.realtime.sessions import SessionLifetimes
 from agenthub.realtime.sockets import Running, SocketState
+from agenthub.realtime.transport import LeanSocketIOServer
 from agenthub.rooms.schemas import RoomPublic
 from agenthub.services import Services
 
@@ -74,7 +75,8 @@ class Hub:
         self.settings = settings
         self.metrics = metrics
         self._origin_rules = parse_origins(settings.allowed_origins)
-        self.sio = socketio.AsyncServer(
+        # Sessions opened over websocket are served by realtime/transport.py (ADR 0012).
+        self.sio = LeanSocketIOServer(
             async_mode="asgi",
             # The same rules as HTTP (CIDR entries included), not engine.io's exact-match list.
             cors_allowed_origins=self._origin_allowed,

@@ -1,0 +1,423 @@
+"""A lean Engine.IO websocket transport: what an idle socket costs, and what setting one up costs.
+
+python-engineio serves a websocket with, per connection, a reader that wraps every frame wait in
+a task and a timer (`wait_for`), a writer task draining an `asyncio.Queue` through the ASGI
+`send` chain, and a task sleeping until the next ping; uvicorn adds its own receive queue, and
+the connection keeps the handshake's headers several times over. At 10,000 idle sockets that
+was 49 KB each (ADR 0012). Here a session opened directly over websocket (the official
+clients' `transports: ["websocket"]`, and our Python client) is served instead by:
+
+- `LeanSocket`: one loop in the connection's ASGI task reading frames; packets written at once,
+  in call order, straight to the connection (no queue, no writer task); the heartbeat from one
+  `TimerHandle` per socket (ping every `ping_interval`; the session closes when the pong has
+  not come `ping_timeout` later).
+- `LeanWebSocketProtocol`: uvicorn's sans-I/O websocket protocol that also writes a frame
+  synchronously (the ASGI scope extension `EXTENSION`), receives through a smaller queue, and
+  drops the handshake request and response once accepted.
+
+Sessions opened over long-polling (and their upgrades to websocket) keep engine.io's own
+`AsyncSocket`, and so does every session when the server does not offer the extension.
+
+Guarantees kept: packets leave in the order they are written (which `fanout.py` relies on); a
+slow peer's packets wait in the transport's buffer, unbounded, as they waited in engine.io's
+unbounded queue; the Engine.IO packets on the wire are the same; `sock.queue.put_nowait(pkt)`
+writes a packet and `put_nowait(None)` ends the websocket, as with engine.io's queue.
+
+This relies on private parts of python-engineio (`AsyncServer._handle_connect`,
+`AsyncSocket`'s attributes), python-socketio (`_engineio_server_class`, `_handle_connect`,
+`environ`) and uvicorn (`WebSocketsSansIOProtocol`'s attributes), pinned in requirements.lock;
+tests/realtime/test_transport.py exercises each through real clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import Any
+
+import engineio
+import socketio
+from engineio import exceptions, packet
+from engineio.async_socket import AsyncSocket
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
+from websockets.http11 import Request
+
+EXTENSION = "agenthub.websocket.nowait"  # in the ASGI scope's "extensions": the protocol
+
+_PING = packet.Packet(packet.PING)
+_CLOSE = packet.Packet(packet.CLOSE)
+
+
+class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O websocket protocol, offering itself to the app as `EXTENSION` for
+    `send_nowait` and `close_nowait`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Writable()  # type: ignore[assignment]
+        self.writable.set()
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if self.response.status_code == 101:
+            self.scope["extensions"][EXTENSION] = self  # type: ignore[assignment]
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept" and self.handshake_complete:
+            # The handshake's request and response, and the scope's copy of the request's
+            # headers: nothing reads them once the websocket is accepted (engine.io and the
+            # middleware read the headers before accepting). The request is cleared in place
+            # because the websockets parser keeps it for the connection's life.
+            self.request.headers.clear()
+            self.request = self.response = None  # type: ignore[assignment]
+            self.scope["headers"] = []
+
+    def send_nowait(self, data: str | bytes) -> bool:
+        """Write one message now; False once the connection is closing or closed.
+
+        What the peer has not taken yet waits in the transport's buffer: uvicorn's `send`
+        would instead wait for `writable`, which only makes its caller wait."""
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or self.transport.is_closing()
+        ):
+            return False
+        try:
+            if isinstance(data, str):
+                self.conn.send_text(data.encode())
+            else:
+                self.conn.send_binary(data)
+        except InvalidState:  # the peer's close has been received
+            return False
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
+
+    def close_nowait(self, code: int = 1000) -> None:
+        """What uvicorn does for an ASGI `websocket.close`, now: the app's next `receive`
+        returns the disconnect."""
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or self.transport.is_closing()
+        ):
+            return
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": ""})
+        try:
+            self.conn.send_close(code)
+        except InvalidState:
+            return
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+
+
+class _Inbox:
+    """The receive queue uvicorn's protocol needs (`put_nowait`, `get`, `empty`), for one
+    reader: an `asyncio.Queue` costs three deques, about 1.9 KB per idle connection."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        if self._items is None:
+            self._items = deque()
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> Any:
+        while not self._items:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        item = self._items.popleft()
+        if not self._items:
+            self._items = None  # an empty deque is 600 bytes
+        return item
+
+
+class _Writable:
+    """The `writable` flag uvicorn's protocol waits on before each ASGI send (`set`, `clear`,
+    `wait`): an `asyncio.Event` costs a deque, 600 bytes per idle connection."""
+
+    __slots__ = ("_value", "_waiters")
+
+    def __init__(self) -> None:
+        self._value = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def set(self) -> None:
+        self._value = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._value = False
+
+    def is_set(self) -> bool:
+        return self._value
+
+    async def wait(self) -> None:
+        while not self._value:
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append(waiter)
+            await waiter
+
+
+class LeanEngineServer(engineio.AsyncServer):  # type: ignore[misc]
+    """engine.io's server, serving sessions opened directly over websocket with `LeanSocket`
+    when the ASGI server offers `EXTENSION`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.closing_tasks: set[asyncio.Task[None]] = set()
+
+    async def _handle_connect(
+        self, environ: dict[str, Any], transport: str, jsonp_index: Any = None
+    ) -> Any:
+        scope = environ.get("asgi.scope") or {}
+        wire = (scope.get("extensions") or {}).get(EXTENSION) if transport == "websocket" else None
+        if not isinstance(wire, LeanWebSocketProtocol):
+            return await super()._handle_connect(environ, transport, jsonp_index)
+        # As engine.io's own `_handle_connect`, for a websocket.
+        if self.start_service_task:  # type: ignore[has-type]
+            self.start_service_task = False
+            self.service_task_handle = self.start_background_task(self._service_task)
+        sid = self.generate_id()
+        sock = LeanSocket(self, sid, wire)
+        self.sockets[sid] = sock
+        opening = packet.Packet(
+            packet.OPEN,
+            {
+                "sid": sid,
+                "upgrades": [],
+                "pingTimeout": int(self.ping_timeout * 1000),
+                "pingInterval": int(self.ping_interval + self.ping_interval_grace_period) * 1000,
+                "maxPayload": self.max_http_buffer_size,
+            },
+        )
+        ret = await self._trigger_event("connect", sid, environ, run_async=False)
+        if ret is not None and ret is not True:
+            self.sockets.pop(sid, None)
+            return self._unauthorized(ret or None)
+        try:
+            await environ["asgi.send"]({"type": "websocket.accept"})
+            await sock.serve(opening, environ["asgi.receive"])
+        finally:
+            # (already done when the peer closed; this is for an accept that failed)
+            await sock.close(wait=False, abort=True, reason=self.reason.TRANSPORT_CLOSE)
+            if self.sockets.get(sid) is sock:
+                del self.sockets[sid]
+        return ""
+
+
+class LeanSocket(AsyncSocket):  # type: ignore[misc]
+    """One Engine.IO session over websocket, served from its connection's ASGI task."""
+
+    upgrade_protocols: list[str] = []  # (already a websocket)
+
+    def __init__(self, server: LeanEngineServer, sid: str, wire: LeanWebSocketProtocol) -> None:
+        # Not BaseSocket.__init__, which makes the queue this class does without.
+        self.server = server
+        self.sid = sid
+        self.wire = wire
+        self.last_ping: float | None = time.time()  # (`schedule_ping` clears it)
+        self.connected = False
+        self.upgrading = False
+        self.upgraded = False
+        self.closing = False
+        self.closed = False
+        self.session: dict[str, Any] = {}
+        self._timer: asyncio.Handle | None = None
+        self._early: list[Any] | None = []  # written before the websocket was accepted
+
+    # ---- engine.io's queue, as fanout.py and admission.py use it ----
+
+    @property
+    def queue(self) -> LeanSocket:
+        return self
+
+    def put_nowait(self, pkt: Any) -> None:
+        """Write `pkt` now; None ends the websocket (as it ends engine.io's writer)."""
+        if pkt is None:
+            self._end()
+        else:
+            self._write(pkt)
+
+    async def put(self, pkt: Any) -> None:
+        self.put_nowait(pkt)
+
+    async def join(self) -> None:
+        """Everything put is already written."""
+
+    def empty(self) -> bool:
+        return True
+
+    # ---- writing ----
+
+    def _write(self, pkt: Any) -> None:
+        if self._early is not None:
+            self._early.append(pkt)
+        else:
+            self.wire.send_nowait(pkt.encode())
+
+    async def send(self, pkt: Any) -> None:
+        if self.closed:
+            raise exceptions.SocketIsClosedError()
+        self._write(pkt)
+
+    def _end(self) -> None:
+        self._disarm()
+        self.wire.close_nowait()
+
+    # ---- reading ----
+
+    async def serve(self, opening: Any, receive: Any) -> None:
+        """Write `opening` and what came before it, then read the client's packets until the
+        connection ends. The websocket has been accepted."""
+        self.connected = self.upgraded = True
+        early, self._early = self._early or [], None
+        for pkt in [opening, *early]:
+            self._write(pkt)
+        if self.closed:  # (closed while the websocket was being accepted)
+            self._arm(self._grace(), self._end)
+        else:
+            self.schedule_ping()
+        limit = self.server.max_http_buffer_size
+        try:
+            while True:
+                event = await receive()
+                if event["type"] != "websocket.receive":
+                    break
+                data = event.get("text")
+                if data is None:
+                    data = event.get("bytes")
+                event = None  # (not kept while the next frame is awaited)
+                if data is None or len(data) > limit:
+                    break
+                pkt, data = packet.Packet(encoded_packet=data), None
+                try:
+                    await self.receive(pkt)
+                except exceptions.UnknownPacketError:
+                    pass
+                except exceptions.SocketIsClosedError:
+                    break
+                except Exception:
+                    self.server.logger.exception("Unknown receive error")
+                pkt = None
+        finally:
+            self._end()
+            await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+
+    async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        if self.closed or self.closing:
+            return
+        self.closing = True
+        self._disarm()
+        await self.server._trigger_event(
+            "disconnect", self.sid, reason or self.server.reason.SERVER_DISCONNECT, run_async=False
+        )
+        if not abort:
+            self._write(_CLOSE)
+            # The peer ends the websocket when it reads CLOSE; one that does not is cut off
+            # when engine.io's writer would have given up on it.
+            self._arm(self._grace(), self._end)
+        self.closed = True
+
+    # ---- heartbeat: one timer, either the next ping or the pong's deadline ----
+
+    def schedule_ping(self) -> None:
+        """After a pong (and once at the start): the next ping in `ping_interval`."""
+        if self.last_ping:
+            self.last_ping = None
+            self._arm(self.server.ping_interval, self._ping)
+
+    async def check_ping_timeout(self) -> bool:
+        """(engine.io's monitor calls this: the timer below already closes a silent peer)"""
+        if self.closed:
+            raise exceptions.SocketIsClosedError()
+        return True
+
+    def _ping(self) -> None:
+        # One step later, as engine.io's sleeping ping task would wake: a close begun by a
+        # timer due at the same moment (admission's deadline) goes first, and no PING is
+        # written just before its CLOSE.
+        self._timer = asyncio.get_running_loop().call_soon(self._ping_now)
+
+    def _ping_now(self) -> None:
+        self._timer = None
+        if self.closing or self.closed:
+            return
+        self.last_ping = time.time()
+        self._write(_PING)
+        self._arm(self.server.ping_timeout, self._pong_overdue)
+
+    def _pong_overdue(self) -> None:
+        self._timer = None
+        if self.last_ping is None or self.closing or self.closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._ping_timed_out())
+        self.server.closing_tasks.add(task)
+        task.add_done_callback(self.server.closing_tasks.discard)
+
+    async def _ping_timed_out(self) -> None:
+        await self.close(wait=False, abort=False, reason=self.server.reason.PING_TIMEOUT)
+        self._end()  # the peer is gone: no point waiting for it to close
+
+    def _grace(self) -> float:
+        return float(self.server.ping_interval + self.server.ping_timeout)
+
+    def _arm(self, delay: float, callback: Any) -> None:
+        self._disarm()
+        self._timer = asyncio.get_running_loop().call_later(delay, callback)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+class LeanSocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server on `LeanEngineServer`, keeping of each session's `environ`
+    only what a later namespace connect reads."""
+
+    def _engineio_server_class(self) -> type[LeanEngineServer]:
+        return LeanEngineServer
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        await super()._handle_connect(eio_sid, namespace, data)
+        environ = self.environ.get(eio_sid)
+        if environ is not None and len(environ) > len(KEPT_ENVIRON):
+            # In place: engine.io's request handler still holds the same dict.
+            kept = {key: environ[key] for key in KEPT_ENVIRON if key in environ}
+            environ.clear()
+            environ.update(kept)
+
+
+# What the `/agents` handshake reads of a session's environ (realtime/handshake.py): the token
+# in the query string, and the ASGI scope (admission's ticket, the client's address), which the
+# connection holds anyway.
+KEPT_ENVIRON = ("QUERY_STRING", "asgi.scope")

@@ -1,0 +1,228 @@
+"""The Engine.IO transport under the `/agents` namespace (agenthub/realtime/transport.py): a
+session opened over websocket is served by the lean socket, long-polling sessions and their
+upgrades by engine.io's own; the same guarantees either way, seen from real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import socketio
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.realtime.test_js_client import JS_DIR, node_ready
+from tests.support import Agent, Server, start_server, stop_process
+
+NS = "/agents"
+WAIT = 10.0
+PING_INTERVAL = 1.0
+PING_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="module")
+def quick_pings(
+    backend: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """Pings every second, a second to answer; presence outlives any test here, so a socket
+    leaves presence only by its transport closing."""
+    srv = start_server(
+        backend,
+        database_url,
+        Path(tmp_path_factory.mktemp(f"quick-pings-{backend}")),
+        SOCKETIO_PING_INTERVAL=str(PING_INTERVAL),
+        SOCKETIO_PING_TIMEOUT=str(PING_TIMEOUT),
+        PRESENCE_TTL_SECONDS="600",
+    )
+    try:
+        yield srv
+    finally:
+        srv.api.close()
+        stop_process(srv.proc)
+
+
+@contextlib.asynccontextmanager
+async def client(
+    server: Server, agent: Agent, transports: list[str] | None
+) -> AsyncIterator[socketio.AsyncClient]:
+    """python-socketio's client; `transports=None` is its default: polling, then upgrade."""
+    sio = socketio.AsyncClient(reconnection=False)
+    events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    sio.on("*", lambda event, data: events.put_nowait((event, data)), namespace=NS)
+    sio.events = events  # type: ignore[attr-defined]
+    await sio.connect(
+        server.base_url,
+        auth={"token": agent.jwt},
+        namespaces=[NS],
+        transports=transports,
+        wait_timeout=WAIT,
+    )
+    try:
+        yield sio
+    finally:
+        await sio.disconnect()
+
+
+async def next_event(sio: socketio.AsyncClient, name: str, within: float = WAIT) -> Any:
+    async with asyncio.timeout(within):
+        while True:
+            event, data = await sio.events.get()  # type: ignore[attr-defined]
+            if event == name:
+                return data
+
+
+async def raw_socket(server: Server, agent: Agent, **kw: Any) -> ClientConnection:
+    """A websocket speaking Engine.IO by hand, connected to `/agents`; it answers nothing
+    unless the test does."""
+    url = server.base_url.replace("http", "ws", 1) + "/socket.io/?EIO=4&transport=websocket"
+    ws = await connect(url, compression=None, ping_interval=None, open_timeout=WAIT, **kw)
+    assert str(await asyncio.wait_for(ws.recv(), WAIT)).startswith("0")
+    await ws.send(f"40{NS}," + json.dumps({"token": agent.jwt}))
+    async with asyncio.timeout(WAIT):
+        while not str(await ws.recv()).startswith(f"40{NS}"):
+            pass
+    return ws
+
+
+async def test_websocket_peer_that_stops_answering_pings_is_closed_and_leaves_presence(
+    quick_pings: Server,
+) -> None:
+    alice, bob = quick_pings.new_agent(), quick_pings.new_agent()
+    room = quick_pings.new_room(alice, bob)
+    rid = room["id"]
+    async with client(quick_pings, alice, ["websocket"]) as a:
+        await a.call("room:join", {"roomId": rid}, namespace=NS, timeout=WAIT)
+        dead = await raw_socket(quick_pings, bob)
+        try:
+            await dead.send(f"42{NS},1" + json.dumps(["room:join", {"roomId": rid}]))
+            # Answering pings meanwhile: more of them than the timeout, and still here.
+            pongs = 0
+            async with asyncio.timeout(WAIT):
+                while pongs < 3:
+                    if await dead.recv() == "2":
+                        await dead.send("3")
+                        pongs += 1
+            deadline = time.monotonic() + WAIT
+            while (await next_event(a, "presence:update", deadline - time.monotonic()))[
+                "present"
+            ] != sorted([alice.id, bob.id]):
+                pass
+            # From here bob never answers: the server writes CLOSE and ends the connection
+            # within a ping interval and a timeout (bounded here by WAIT on top).
+            frames: list[str] = []
+            async with asyncio.timeout(PING_INTERVAL + PING_TIMEOUT + WAIT):
+                with contextlib.suppress(ConnectionClosed):
+                    while True:
+                        frames.append(str(await dead.recv()))
+            assert frames[-1] == "1", frames
+            assert "3" not in frames
+            update = await next_event(a, "presence:update")
+            assert update == {"roomId": rid, "present": [alice.id]}
+            # Alice answered every ping all along: still connected, still served.
+            ack = await a.call("message:send", {"roomId": rid, "body": "x"}, NS, timeout=WAIT)
+            assert ack["ok"] is True
+        finally:
+            await dead.close()
+
+
+async def test_a_peer_that_stops_reading_holds_back_no_one_and_loses_nothing(
+    server: Server, alice: Agent, bob: Agent
+) -> None:
+    """Bob's socket stops reading (a small receive buffer, one message queued in the client)
+    while megabytes are sent to the room; alice keeps receiving each message, in order; when
+    bob reads again, everything is there, in order, once."""
+    room = server.new_room(alice, bob)
+    rid = room["id"]
+    count, body = 100, "x" * 60_000
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    host, port = server.base_url.removeprefix("http://").split(":")
+    sock.connect((host, int(port)))
+    slow = await raw_socket(server, bob, sock=sock, max_queue=1, max_size=None)
+    try:
+        async with client(server, alice, ["websocket"]) as a:
+            for n in range(1, count + 1):
+                ack = await a.call("message:send", {"roomId": rid, "body": body}, NS, timeout=WAIT)
+                assert ack["ok"] is True, ack
+                seen = await next_event(a, "message:new")
+                assert seen["seq"] == n, seen
+                await asyncio.sleep(0.025)  # under the socket's rate limit (50 a second)
+        seqs = []
+        async with asyncio.timeout(WAIT * 3):
+            while len(seqs) < count:
+                frame = str(await slow.recv())
+                if frame.startswith(f"42{NS},"):
+                    event, data = json.loads(frame[len(f"42{NS},") :])
+                    if event == "message:new":
+                        seqs.append(data["seq"])
+        assert seqs == list(range(1, count + 1))
+    finally:
+        await slow.close()
+
+
+@pytest.mark.parametrize("transports", [["polling"], None, ["websocket"]])
+async def test_every_transport_gets_each_message_once_in_order(
+    quick_pings: Server, transports: list[str] | None
+) -> None:
+    """Long-polling (engine.io's socket), polling upgraded to websocket (engine.io's socket
+    too) and websocket from the start (the lean socket) receive concurrent senders' messages
+    each once, in seq order. (On the quick-ping server: a python-socketio polling client's
+    disconnect waits for its last poll, which engine.io ends after a ping timeout.)"""
+    server = quick_pings
+    alice, bob = server.new_agent(), server.new_agent()
+    room = server.new_room(alice, bob)
+    rid = room["id"]
+    per_sender = 30
+    async with (
+        client(server, bob, transports) as b,
+        client(server, alice, ["websocket"]) as a1,
+        client(server, alice, ["polling"]) as a2,
+    ):
+        if transports is None:  # the upgrade is done once a packet has gone over it
+            async with asyncio.timeout(WAIT):
+                while b.transport() != "websocket":  # noqa: ASYNC110 (no event for it)
+                    await asyncio.sleep(0.05)
+
+        async def send(sender: socketio.AsyncClient, tag: str) -> None:
+            for i in range(per_sender):
+                ack = await sender.call(
+                    "message:send", {"roomId": rid, "body": f"{tag}{i}"}, NS, timeout=WAIT
+                )
+                assert ack["ok"] is True, ack
+
+        await asyncio.gather(send(a1, "ws"), send(a2, "poll"))
+        seqs = []
+        async with asyncio.timeout(WAIT):
+            while len(seqs) < 2 * per_sender:
+                seqs.append((await next_event(b, "message:new"))["seq"])
+        assert seqs == list(range(1, 2 * per_sender + 1))
+        assert b.transport() == (transports or ["websocket"])[0]
+
+
+def test_official_js_client_with_its_default_transports_upgrades_and_is_served(
+    server: Server, alice: Agent, bob: Agent
+) -> None:
+    """socket.io-client's default: long-polling first, then the upgrade to websocket."""
+    node = node_ready()
+    room = server.new_room(alice, bob)
+    done = subprocess.run(
+        [node, str(JS_DIR / "upgrade.mjs"), server.base_url, alice.jwt, room["id"]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["connected"] == {"agentId": alice.id, "rooms": [room["id"]]}
+    assert seen["transports"] == ["polling", "websocket"]
+    assert seen["ack"]["ok"] is True
+    assert seen["messageNew"] == seen["ack"]["message"]
