@@ -1,10 +1,12 @@
 """Putting events on this process's sockets: encoded once, queued at once, in call order.
 
 Everything the hub emits to rooms goes through `Fanout.emit`, synchronously: it encodes the
-packet once and puts it straight on each recipient's engine.io queue (what python-socketio
-does per recipient, minus a task and an await each). So a burst of emits reaches every socket
-in the order of the calls: messages committed in seq order leave in seq order, and a
-`room:added` queued before a message is received before it.
+packet once and writes it straight to each recipient (what python-socketio does per
+recipient, minus a task and an await each): for a websocket session of the lean transport
+(realtime/transport.py) as one websocket frame serialized once for all of them, otherwise on
+engine.io's queue. So a burst of emits reaches every socket in the order of the calls:
+messages committed in seq order leave in seq order, and a `room:added` queued before a
+message is received before it.
 
 Only this process's sockets: another node's sockets get the same events through that node's
 own fan-out (realtime/cluster.py carries the notifications between nodes).
@@ -17,6 +19,8 @@ from typing import Any
 import engineio
 import orjson
 import socketio
+
+from agenthub.realtime.transport import LeanSocket, text_frame
 
 NAMESPACE = "/agents"
 
@@ -36,9 +40,18 @@ class Fanout:
         encoded = f"{socketio.packet.EVENT}{NAMESPACE}," + orjson.dumps([event, data]).decode()
         frame = engineio.packet.Packet(engineio.packet.MESSAGE, encoded)
         sockets = self.sio.eio.sockets
+        text: str | None = None
+        raw = b""
         for _sid, eio_sid in self.sio.manager.get_participants(NAMESPACE, room):
             sock = sockets.get(eio_sid)
-            if sock is not None and not sock.closed:
+            if sock is None or sock.closed:
+                continue
+            if type(sock) is LeanSocket:  # the same websocket frame for each: framed once
+                if text is None:
+                    text = frame.encode()
+                    raw = text_frame(text)
+                sock.write_shared(frame, raw, text)
+            else:  # long-polling, or upgraded from it: engine.io's own queue
                 sock.queue.put_nowait(frame)
 
     def enter(self, sid: str, room: str) -> None:

@@ -42,7 +42,9 @@ from engineio import exceptions, packet
 from engineio.async_socket import AsyncSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
+from websockets.protocol import State
 
 EXTENSION = "agenthub.websocket.nowait"  # in the ASGI scope's "extensions": the protocol
 
@@ -98,6 +100,24 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.write(b"".join(self.conn.data_to_send()))
         return True
 
+    def write_frame(self, frame: bytes, text: str) -> bool:
+        """Write a text frame serialized beforehand (`text_frame`): the same bytes for every
+        recipient of a broadcast, so a room's fan-out frames each message once. `text` goes
+        the ordinary way on a connection with an extension (none is offered: per-message
+        deflate is off, and a frame's bytes then depend only on its text)."""
+        if self.conn.extensions:
+            return self.send_nowait(text)
+        if (
+            not self.handshake_complete
+            or self.close_sent
+            or self.disconnected
+            or self.transport.is_closing()
+            or self.conn.state is not State.OPEN  # (send_text's InvalidState)
+        ):
+            return False
+        self.transport.write(frame)
+        return True
+
     def close_nowait(self, code: int = 1000) -> None:
         """What uvicorn does for an ASGI `websocket.close`, now: the app's next `receive`
         returns the disconnect."""
@@ -119,6 +139,12 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             self.read_paused = False
             self.transport.resume_reading()
         self.close_timer = self.loop.call_later(self.close_timeout, self.transport.close)
+
+
+def text_frame(text: str) -> bytes:
+    """`text` as a server's websocket text frame (unmasked, no extension), as
+    `websockets` writes it: what `write_frame` writes to every recipient of a broadcast."""
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
 
 
 class _Inbox:
@@ -283,6 +309,13 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
             self._early.append(pkt)
         else:
             self.wire.send_nowait(pkt.encode())
+
+    def write_shared(self, pkt: Any, frame: bytes, text: str) -> None:
+        """Write `pkt`, already encoded (`text`) and framed (`frame`) for a broadcast."""
+        if self._early is not None:
+            self._early.append(pkt)
+        else:
+            self.wire.write_frame(frame, text)
 
     async def send(self, pkt: Any) -> None:
         if self.closed:

@@ -226,3 +226,28 @@ def test_official_js_client_with_its_default_transports_upgrades_and_is_served(
     assert seen["transports"] == ["polling", "websocket"]
     assert seen["ack"]["ok"] is True
     assert seen["messageNew"] == seen["ack"]["message"]
+
+
+async def test_broadcast_frames_of_every_length_arrive_intact_on_each_transport(
+    quick_pings: Server,
+) -> None:
+    """A room's broadcast is framed once for every websocket recipient (fanout.py): bodies
+    whose frames take each websocket length form (7-bit, 16-bit, 64-bit), in multi-byte
+    characters too, arrive as sent over websocket and over long-polling alike."""
+    server = quick_pings
+    alice, bob, carol = server.new_agent(), server.new_agent(), server.new_agent()
+    room = server.new_room(alice, bob, carol)
+    bodies = ["x", "é" * 40, "y" * 200, "😀" * 16_000, "z" * 65_536]
+    async with (
+        client(server, bob, ["websocket"]) as on_ws,
+        client(server, carol, ["polling"]) as on_poll,
+        client(server, alice, ["websocket"]) as sender,
+    ):
+        for body in bodies:
+            ack = await sender.call(
+                "message:send", {"roomId": room["id"], "body": body}, NS, timeout=WAIT
+            )
+            assert ack["ok"] is True, ack
+        for receiver in (on_ws, on_poll):
+            got = [(await next_event(receiver, "message:new"))["body"] for _ in bodies]
+            assert got == bodies
