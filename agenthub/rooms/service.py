@@ -138,9 +138,11 @@ class RoomService:
         return room.id
 
     async def room_ids_of(self, actor: Principal) -> list[uuid.UUID]:
+        """The rooms the actor is a member of: read once per socket handshake, so on the
+        driver's connection (a third of a handshake's CPU through SQLAlchemy)."""
         since = self.memberships.mark()
-        async with self.db.read() as conn:
-            room_ids = await store.room_ids_for_agent(conn, actor.agent_id)
+        async with self.db.driver_read() as raw:
+            room_ids = await store.room_ids_for_agent(raw, actor.agent_id, self.db.is_sqlite)
         self.memberships.learned(actor.agent_id, room_ids, since)
         return room_ids
 

@@ -54,9 +54,16 @@ async def list_all(conn: AsyncConnection) -> Sequence[RowMapping]:
     return (await conn.execute(stmt)).mappings().all()
 
 
-async def room_ids_for_agent(conn: AsyncConnection, agent_id: uuid.UUID) -> list[uuid.UUID]:
-    stmt = sa.select(room_members.c.room_id).where(room_members.c.agent_id == agent_id)
-    return list((await conn.execute(stmt)).scalars())
+async def room_ids_for_agent(raw: Any, agent_id: uuid.UUID, sqlite: bool) -> list[uuid.UUID]:
+    """The rooms `agent_id` is a member of, on the driver's own connection
+    (`Database.driver_read`): one statement, no transaction, for each socket's handshake."""
+    if sqlite:  # uuids are 32 hex digits there
+        cursor = await raw.execute(
+            "SELECT room_id FROM room_members WHERE agent_id = ?", (agent_id.hex,)
+        )
+        return [uuid.UUID(r[0]) for r in await cursor.fetchall()]
+    rows = await raw.fetch("SELECT room_id FROM room_members WHERE agent_id = $1", agent_id)
+    return [r[0] for r in rows]
 
 
 async def last_seqs(conn: AsyncConnection, room_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
