@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -143,8 +143,9 @@ def build(settings: Settings) -> tuple[ASGIApp, Hub]:
 def _by_type(http: ASGIApp, websocket: ASGIApp) -> ASGIApp:
     """`websocket` for websocket connections, `http` for everything else (the lifespan too)."""
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await (websocket if scope["type"] == "websocket" else http)(scope, receive, send)
+    def app(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # (returns the chosen app's coroutine: no frame of its own kept per open socket)
+        return (websocket if scope["type"] == "websocket" else http)(scope, receive, send)
 
     return app
 

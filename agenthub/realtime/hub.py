@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import socketio
@@ -184,11 +184,23 @@ class Hub:
         """Socket.IO under /socket.io/, everything else (and the lifespan) to `other_app`.
 
         Long-polling GETs are tracked so that `drain` can end them: engine.io parks each one
-        for up to ping_interval + ping_timeout, even after its session is gone."""
-        inner = socketio.ASGIApp(self.sio, other_asgi_app=other_app, socketio_path="socket.io")
-        inner = self.admission.guard(inner)
+        for up to ping_interval + ping_timeout, even after its session is gone.
 
-        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        Websockets go to engine.io without passing through python-socketio's ASGI app, and
+        the two dispatchers here return the next layer's coroutine rather than awaiting it:
+        a layer that awaits keeps a suspended frame for each open socket's life (ADR 0012)."""
+        asgi = socketio.ASGIApp(self.sio, other_asgi_app=other_app, socketio_path="socket.io")
+        engine = self.sio.eio
+
+        def by_transport(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+            if scope["type"] == "websocket" and (scope["path"] + "/").startswith("/socket.io/"):
+                # (the path as engine.io's ASGIApp matches it, a trailing slash added)
+                return cast(Awaitable[None], engine.handle_request(scope, receive, send))
+            return cast(Awaitable[None], asgi(scope, receive, send))
+
+        inner = self.admission.guard(by_transport)
+
+        def app(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
             task = asyncio.current_task()
             is_poll = (
                 task is not None
@@ -197,9 +209,13 @@ class Hub:
                 and scope["path"].startswith("/socket.io/")
             )
             if not is_poll:
-                await inner(scope, receive, send)
-                return
+                return inner(scope, receive, send)
             assert task is not None
+            return tracked(task, scope, receive, send)
+
+        async def tracked(
+            task: asyncio.Task[Any], scope: Scope, receive: Receive, send: Send
+        ) -> None:
             self._polls.add(task)
             try:
                 await inner(scope, receive, send)
