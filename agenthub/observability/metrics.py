@@ -9,6 +9,7 @@ appear only where the seed puts them (`room_id` on messages)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -28,6 +29,13 @@ DB_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 DB_OPERATIONS = frozenset({"select", "insert", "update", "delete", "begin", "commit", "rollback"})
 HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 UNMATCHED = "unmatched"
+# A statement that starts with WITH is counted by what it changes (the message writer stores a
+# batch in one such statement on PostgreSQL), and as a select when it changes nothing.
+_CTE_WRITES = (
+    ("insert", re.compile(r"\bINSERT\s+INTO\b", re.IGNORECASE)),
+    ("update", re.compile(r"\bUPDATE\s+\w+(\s+(AS\s+)?\w+)?\s+SET\b", re.IGNORECASE)),
+    ("delete", re.compile(r"\bDELETE\s+FROM\b", re.IGNORECASE)),
+)
 DB_ERROR_KINDS = ("unavailable", "error")
 RATE_LIMITED_TRANSPORTS = ("http", "socket")
 REPAIR_REASONS = ("gap", "resync")
@@ -186,6 +194,8 @@ class Metrics:
     def db_query(self, statement: str, seconds: float) -> None:
         word = statement.lstrip()[:8].split(None, 1)
         op = word[0].lower() if word else ""
+        if op == "with":
+            op = next((kind for kind, verb in _CTE_WRITES if verb.search(statement)), "select")
         self.db_query_duration.labels(op if op in DB_OPERATIONS else "other").observe(seconds)
 
     def message_stored(self, room_id: Any) -> None:

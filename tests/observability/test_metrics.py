@@ -667,6 +667,31 @@ def test_documented_names_read_histogram_series_as_their_family() -> None:
     }
 
 
+def test_a_statement_starting_with_with_counts_as_what_it_changes() -> None:
+    from agenthub.messages.batch_store import PgBatchStore
+    from agenthub.observability.metrics import Metrics
+
+    statements = {
+        PgBatchStore.WRITE: "insert",  # the writer's one statement per batch on PostgreSQL
+        "WITH x AS (SELECT 1) UPDATE rooms r SET name = 'a' FROM x": "update",
+        "WITH x AS (SELECT id FROM rooms FOR UPDATE) DELETE FROM claims": "delete",
+        "WITH x AS (SELECT id FROM rooms FOR UPDATE) SELECT * FROM x": "select",
+        "  insert into t values (1)": "insert",
+        "VACUUM": "other",
+    }
+    for statement, op in statements.items():
+        m = Metrics()
+        m.db_query(statement, 0.001)
+        counted = {
+            s.labels["operation"]
+            for family in m.registry.collect()
+            if family.name == "agenthub_db_query_duration_seconds"
+            for s in family.samples
+            if s.name.endswith("_count") and s.value == 1
+        }
+        assert counted == {op}, (statement[:40], counted)
+
+
 def test_metrics_md_names_exactly_the_metrics_served(server: Server) -> None:
     s = scrape(server)
     served = served_names(s)
