@@ -6,6 +6,7 @@ memory per socket; optionally a py-spy profile of the server while it runs.
     python -m bench.profile paced --target pg --env AGENTHUB_WS=websockets-sansio
     python -m bench.profile connections --target pg --sockets 3000
     python -m bench.profile paced --target pg --py-spy /tmp/paced.txt   # collapsed stacks
+    BENCH_SPY_RATE=500 python -m bench.profile paced --py-spy /tmp/paced.txt  # samples per second
 
 Each figure is printed with the machine's load average, since latency measured on a busy
 machine says little (CPU seconds say more: they count only the server's own work).
@@ -82,6 +83,7 @@ def _measure(
                 return
             exe = shutil.which("py-spy") or str(Path(matrix.sys.executable).parent / "py-spy")
             cmd = [exe, "record", "--pid", str(server.proc.pid), "--format", "raw", "-o", py_spy]
+            cmd += ["--rate", os.environ.get("BENCH_SPY_RATE", "100")]
             spies.append(
                 subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             )
