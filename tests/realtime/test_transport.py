@@ -251,3 +251,52 @@ async def test_broadcast_frames_of_every_length_arrive_intact_on_each_transport(
         for receiver in (on_ws, on_poll):
             got = [(await next_event(receiver, "message:new"))["body"] for _ in bodies]
             assert got == bodies
+
+
+async def _ack(ws: ClientConnection, ack_id: int) -> Any:
+    """The data of ack `ack_id` on a raw socket (other frames are skipped; pings answered)."""
+    prefix = f"43{NS},{ack_id}"
+    async with asyncio.timeout(WAIT):
+        while True:
+            frame = str(await ws.recv())
+            if frame == "2":
+                await ws.send("3")
+            elif frame.startswith(prefix + "["):
+                return json.loads(frame[len(prefix) :])
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_a_client_cannot_trigger_the_servers_connect_or_disconnect_handlers(
+    server: Server, alice: Agent, transport: str
+) -> None:
+    """`connect` and `disconnect` are the server's own events: python-socketio would run their
+    handlers for a client's event of that name (with the client's arguments as the request).
+    They are ignored, whatever the transport; the session goes on as the agent it is."""
+    room = server.new_room(alice)
+    mark = server.log_mark()
+    if transport == "websocket":
+        ws = await raw_socket(server, alice)
+        try:
+            await ws.send(f'42{NS},1["disconnect"]')
+            await ws.send(f'42{NS},2["connect",{{"QUERY_STRING":"token=x"}},{{"token":"x"}}]')
+            await ws.send(f'42{NS},3["connect",7]')
+            body = {"roomId": room["id"], "body": "still here"}
+            await ws.send(f"42{NS},4" + json.dumps(["message:send", body]))
+            ack = await _ack(ws, 4)
+        finally:
+            await ws.close()
+    else:
+        async with client(server, alice, ["polling"]) as sio:
+            for args in (["disconnect"], ["connect", {"QUERY_STRING": "token=x"}, {}]):
+                # The client refuses reserved names; its packet layer does not.
+                pkt = sio.packet_class(socketio.packet.EVENT, namespace=NS, data=args)
+                await sio._send_packet(pkt)
+            ack = [
+                await sio.call(
+                    "message:send", {"roomId": room["id"], "body": "still here"}, NS, timeout=WAIT
+                )
+            ]
+    assert ack[0]["ok"] is True, ack
+    assert ack[0]["message"]["senderId"] == alice.id
+    log = server.log_text(mark)
+    assert "Traceback" not in log and "connect failed" not in log, log[-2000:]
