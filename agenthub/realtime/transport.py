@@ -36,7 +36,7 @@ import inspect
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 import engineio
 import socketio
@@ -63,6 +63,29 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Writable()  # type: ignore[assignment]
         self.writable.set()
+        self.reader: LeanSocket | None = None  # while the session reads: see below
+
+    def send_receive_event_to_app(self) -> None:
+        """A text message the session's reader would take at once (it is waiting, nothing is
+        queued before it) goes to `LeanSocket.take_text` now, rather than through the
+        receive queue, a wake-up of the reading task, and uvicorn's pause and resumption
+        of reading around each message (two `epoll_ctl` calls)."""
+        reader = self.reader
+        if (
+            reader is not None
+            and self.curr_msg_data_type == "text"
+            and len(self.frames) == 1
+            and not self.close_sent
+            and cast(_Inbox, self.queue).idle()
+        ):
+            try:
+                text = self.frames[0].decode()
+            except UnicodeDecodeError:
+                text = None  # (uvicorn's own way closes the connection)
+            if text is not None and reader.take_text(text):
+                self.frames = []
+                return
+        super().send_receive_event_to_app()
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -169,6 +192,10 @@ class _Inbox:
 
     def empty(self) -> bool:
         return not self._items
+
+    def idle(self) -> bool:
+        """The reader is waiting and nothing is queued."""
+        return not self._items and self._waiter is not None
 
     async def get(self) -> Any:
         while not self._items:
@@ -353,6 +380,8 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
             self.schedule_ping()
         limit = self.server.max_http_buffer_size
         on_text = self.server.on_text
+        if on_text is not None:
+            self.wire.reader = self
         try:
             while True:
                 event = await receive()
@@ -378,8 +407,20 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
                     self.server.logger.exception("Unknown receive error")
                 pkt = None
         finally:
+            self.wire.reader = None
             self._end()
             await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+
+    def take_text(self, text: str) -> bool:
+        """A text message read while `serve` waits for one: handled here if the server's
+        `on_text` takes it (the same as `serve` would do with it, sooner)."""
+        on_text = self.server.on_text
+        return (
+            on_text is not None
+            and not self.closed
+            and len(text) <= self.server.max_http_buffer_size
+            and on_text(self.sid, text)
+        )
 
     async def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
         if self.closed or self.closing:
