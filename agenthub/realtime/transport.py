@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -47,6 +48,8 @@ from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
+
+log = logging.getLogger("agenthub.realtime")
 
 EXTENSION = "agenthub.websocket.nowait"  # in the ASGI scope's "extensions": the protocol
 
@@ -536,7 +539,10 @@ class LeanSocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
             namespace = text[2 : start - 1]
         bracket = text.find("[", start)
         digits = text[start:bracket]
-        if bracket < 0 or (digits and not (digits.isascii() and digits.isdigit())):
+        if bracket < 0 or (
+            # (python-socketio refuses an id of 100 digits or more)
+            digits and not (len(digits) < 100 and digits.isascii() and digits.isdigit())
+        ):
             return False
         if eio_sid in self._binary_packet:  # (its attachments are being read)
             return False
@@ -571,6 +577,9 @@ class LeanSocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
             result = await handling
         except asyncio.CancelledError:
             result = None  # (as python-socketio answers a cancelled handler)
+        except Exception as exc:  # (the hub's handlers answer errors themselves)
+            log.error("event handler failed: %s", type(exc).__name__)
+            return
         if ack is None:
             return
         sock = self.eio.sockets.get(eio_sid)

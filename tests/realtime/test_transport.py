@@ -320,6 +320,7 @@ async def test_events_sent_back_to_back_are_each_stored_and_acknowledged_once(
             if n % 7 == 0:
                 frames.append(f'42{NS},["no:such:event",{{}}]')
                 frames.append(f"42{NS},[")
+                frames.append(f"42{NS}," + "9" * 5000 + '["message:send",{}]')  # id too long
         # One websocket frame each, all in one TCP write (websockets buffers until drained).
         for frame in frames:
             await ws.send(frame)
