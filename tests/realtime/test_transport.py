@@ -177,6 +177,7 @@ async def test_every_transport_gets_each_message_once_in_order(
     each once, in seq order. (On the quick-ping server: a python-socketio polling client's
     disconnect waits for its last poll, which engine.io ends after a ping timeout.)"""
     server = quick_pings
+    alice = server.new_agent()
     alice, bob = server.new_agent(), server.new_agent()
     room = server.new_room(alice, bob)
     rid = room["id"]
@@ -235,6 +236,7 @@ async def test_broadcast_frames_of_every_length_arrive_intact_on_each_transport(
     whose frames take each websocket length form (7-bit, 16-bit, 64-bit), in multi-byte
     characters too, arrive as sent over websocket and over long-polling alike."""
     server = quick_pings
+    alice = server.new_agent()
     alice, bob, carol = server.new_agent(), server.new_agent(), server.new_agent()
     room = server.new_room(alice, bob, carol)
     bodies = ["x", "é" * 40, "y" * 200, "😀" * 16_000, "z" * 65_536]
@@ -267,11 +269,14 @@ async def _ack(ws: ClientConnection, ack_id: int) -> Any:
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 async def test_a_client_cannot_trigger_the_servers_connect_or_disconnect_handlers(
-    server: Server, alice: Agent, transport: str
+    quick_pings: Server, transport: str
 ) -> None:
     """`connect` and `disconnect` are the server's own events: python-socketio would run their
     handlers for a client's event of that name (with the client's arguments as the request).
-    They are ignored, whatever the transport; the session goes on as the agent it is."""
+    They are ignored, whatever the transport; the session goes on as the agent it is. (On the
+    quick-pings server: the polling client's disconnect then waits a second, not 25.)"""
+    server = quick_pings
+    alice = server.new_agent()
     room = server.new_room(alice)
     mark = server.log_mark()
     if transport == "websocket":
