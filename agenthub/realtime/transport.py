@@ -382,9 +382,7 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
         else:
             self.schedule_ping()
         limit = self.server.max_http_buffer_size
-        on_text = self.server.on_text
-        if on_text is not None:
-            self.wire.reader = self
+        self.wire.reader = self
         try:
             while True:
                 event = await receive()
@@ -396,7 +394,7 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
                 event = None  # (not kept while the next frame is awaited)
                 if data is None or len(data) > limit:
                     break
-                if on_text is not None and type(data) is str and on_text(self.sid, data):
+                if type(data) is str and self.take_text(data):
                     data = None
                     continue
                 pkt, data = packet.Packet(encoded_packet=data), None
@@ -415,8 +413,8 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
             await self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
 
     def take_text(self, text: str) -> bool:
-        """A text message read while `serve` waits for one: handled here if the server's
-        `on_text` takes it (the same as `serve` would do with it, sooner)."""
+        """Whether the server's `on_text` took this text message (else it goes the way of
+        every packet): for `serve`, and for the protocol while `serve` waits for a message."""
         on_text = self.server.on_text
         return (
             on_text is not None
@@ -503,7 +501,6 @@ class LeanSocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.eio.on_text = self._text_event
         self._event_tasks: set[asyncio.Task[None]] = set()
-        self._coroutine: dict[Any, bool] = {}
 
     def _engineio_server_class(self) -> type[LeanEngineServer]:
         return LeanEngineServer
@@ -555,7 +552,7 @@ class LeanSocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
         if data[0] in self.reserved_events:
             return True  # the server's own events: dropped, as `_handle_event` drops them
         handler = self.handlers.get(namespace, {}).get(data[0])
-        if handler is None or not self._is_coroutine(handler):
+        if handler is None or not inspect.iscoroutinefunction(handler):
             return False
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if sid is None or not self.manager.is_connected(sid, namespace):
@@ -590,12 +587,6 @@ class LeanSocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
         else:
             data = list(result) if isinstance(result, tuple) else [result]
         sock.write_text(ack + self.packet_class.json.dumps(data))
-
-    def _is_coroutine(self, handler: Any) -> bool:
-        known = self._coroutine.get(handler)
-        if known is None:
-            known = self._coroutine[handler] = inspect.iscoroutinefunction(handler)
-        return known
 
 
 # What the `/agents` handshake reads of a session's environ (realtime/handshake.py): the token

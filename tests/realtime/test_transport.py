@@ -177,7 +177,6 @@ async def test_every_transport_gets_each_message_once_in_order(
     each once, in seq order. (On the quick-ping server: a python-socketio polling client's
     disconnect waits for its last poll, which engine.io ends after a ping timeout.)"""
     server = quick_pings
-    alice = server.new_agent()
     alice, bob = server.new_agent(), server.new_agent()
     room = server.new_room(alice, bob)
     rid = room["id"]
@@ -236,7 +235,6 @@ async def test_broadcast_frames_of_every_length_arrive_intact_on_each_transport(
     whose frames take each websocket length form (7-bit, 16-bit, 64-bit), in multi-byte
     characters too, arrive as sent over websocket and over long-polling alike."""
     server = quick_pings
-    alice = server.new_agent()
     alice, bob, carol = server.new_agent(), server.new_agent(), server.new_agent()
     room = server.new_room(alice, bob, carol)
     bodies = ["x", "é" * 40, "y" * 200, "😀" * 16_000, "z" * 65_536]
