@@ -2,11 +2,12 @@
 subscription, the CLI's `tail --follow` and `wait`, and the MCP server's `wait_for_messages`
 (and its presence socket) renew their sessions before expiry and move their sockets to them.
 
-One server with 3-second JWTs, over a minute of traffic: alice sends in bursts (3 messages,
-then a pause longer than a JWT's life, so that waits hold their sockets across expiries), while
-bob follows the room with each client. Each must get every message exactly once, in seq order,
-and no send is refused. A control socket of bob's that never renews shows that the server did
-end sessions meanwhile (on the old code it never is, and this test fails).
+One server with 3-second JWTs, over 25 seconds of traffic (about eight JWT lives): alice sends
+in bursts (3 messages, then a pause longer than a JWT's life, so that waits hold their sockets
+across expiries), while bob follows the room with each client. Each must get every message
+exactly once, in seq order, and no send is refused. A control socket of bob's that never renews
+shows that the server did end sessions meanwhile (on the old code it never is, and this test
+fails).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tests.client.test_mcp import call, mcp_session
 from tests.support import Agent, Server, start_server, stop_process
 
 NS = "/agents"
-TRAFFIC_S = 60.0  # at least this long
+TRAFFIC_S = 25.0  # at least this long: five bursts, each followed by an expiry
 BURST = 3
 BURST_GAP_S = 0.3
 PAUSE_S = 4.0  # longer than a JWT's life
@@ -160,7 +161,7 @@ async def control_socket_ended(server: Server, bob: Agent) -> str | None:
     return reasons[0] if reasons else None
 
 
-async def test_clients_renew_across_a_minute_of_three_second_sessions(
+async def test_clients_renew_across_eight_three_second_sessions(
     backend: str, database_url: str, tmp_path: Path
 ) -> None:
     srv = start_server(
