@@ -20,7 +20,8 @@ from tests.support import Agent, Server
 
 
 def secret_of(token: str) -> str:
-    return token.split("_")[-1]
+    # `agt_<6>_<43>`: both parts may hold "_" themselves (base64url), so by position
+    return token[len("agt_xxxxxx_") :]
 
 
 def write_config(home: Path, url: str, token: str, mode: int = 0o600) -> Path:
