@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,10 @@ class AgentHubServer(uvicorn.Server):
             # (exit 143); after an orderly stop we exit 0 instead.
             self._captured_signals.clear()
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        settle_heap()
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:  # stop accepting before draining
             server.close()
@@ -58,6 +63,23 @@ class AgentHubServer(uvicorn.Server):
                 and connection.conn.state is not State.OPEN
             ):
                 connection.close_sent = True
+
+
+# Young objects the collector lets accumulate before a collection (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def settle_heap() -> None:
+    """Once started: what the process holds by then (modules, the app, the services) is
+    exempted from garbage collection, and the youngest generation is collected ten times less
+    often. Each full collection otherwise walks every object of the heap, the startup's
+    included, and with sockets arriving it ran every few hundred set-ups: about 15 % of a
+    set-up's CPU (ADR 0010, decision 19). Most garbage here is freed by reference counting
+    anyway; the collector is for cycles."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def _options(settings: Settings) -> dict[str, object]:
