@@ -19,7 +19,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -222,6 +222,7 @@ class Database:
         self.dialect = make_url(url).get_backend_name()
         self.is_sqlite = self.dialect == "sqlite"
         self._write_lock: asyncio.Lock | None = None
+        self._preparations: list[Callable[[Any], Awaitable[None]]] = []
         if self.is_sqlite:
             path = make_url(url).database
             if path and path != ":memory:":
@@ -247,10 +248,27 @@ class Database:
             )
             _ping_when_idle(self.engine, PING_AFTER_IDLE_S)
             self.write_engine = self.engine
+            self._prepare_each(self.engine)
         if on_query is not None:
             _observe_queries(self.engine, on_query)
             if self.write_engine is not self.engine:
                 _observe_queries(self.write_engine, on_query)
+
+    def prepare_connections(self, prepare: Callable[[Any], Awaitable[None]]) -> None:
+        """Run `prepare(driver connection)` on each new PostgreSQL connection of the pool
+        before it is first used, e.g. to prepare a hot path's statements while nobody waits for
+        them. A failed preparation is logged, not raised: the connection's first real use
+        shows whether it is alive. Connections made before this call are not prepared."""
+        self._preparations.append(prepare)
+
+    def _prepare_each(self, engine: AsyncEngine) -> None:
+        @event.listens_for(engine.sync_engine, "connect")
+        def _prepare(dbapi_connection: Any, _record: Any) -> None:
+            for prepare in self._preparations:
+                try:
+                    dbapi_connection.run_async(prepare)
+                except Exception as exc:
+                    log.warning("cannot prepare a new connection: %s", type(exc).__name__)
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

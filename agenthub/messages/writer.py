@@ -73,6 +73,8 @@ class MessageWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._hold = 0.0 if db.is_sqlite else PING_AFTER_IDLE_S
+        if isinstance(self.store, PgBatchStore):
+            db.prepare_connections(self.store.warm)
 
     def start(self) -> None:
         """Called by `Services.open` (agenthub/services.py), which also stops it."""

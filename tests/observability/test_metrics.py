@@ -673,6 +673,7 @@ def test_a_statement_starting_with_with_counts_as_what_it_changes() -> None:
 
     statements = {
         PgBatchStore.WRITE: "insert",  # the writer's one statement per batch on PostgreSQL
+        PgBatchStore.WRITE_ONE: "insert",  # and per batch of one message
         "WITH x AS (SELECT 1) UPDATE rooms r SET name = 'a' FROM x": "update",
         "WITH x AS (SELECT id FROM rooms FOR UPDATE) DELETE FROM claims": "delete",
         "WITH x AS (SELECT id FROM rooms FOR UPDATE) SELECT * FROM x": "select",
