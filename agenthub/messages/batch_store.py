@@ -10,6 +10,7 @@ writes (`agenthub.db.models`).
 stored `clientMsgId` and which seq each new message gets. On PostgreSQL that is one statement
 and one round trip (its own transaction); BEGIN, a lookup, the seq allocation, three inserts
 and COMMIT as separate round trips cost about half of a paced message's server CPU (ADR 0010).
+A batch of one plain message, the usual one at agents' pace, takes a shorter statement first.
 On SQLite, in process, the same steps run as separate statements in one transaction.
 """
 
