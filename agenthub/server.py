@@ -71,9 +71,9 @@ GC_YOUNG_THRESHOLD = 10_000
 
 def settle_heap() -> None:
     """Once started: what the process holds by then (modules, the app, the services) is
-    exempted from garbage collection, and the youngest generation is collected ten times less
-    often. Each full collection otherwise walks every object of the heap, the startup's
-    included, and with sockets arriving it ran every few hundred set-ups: about 15 % of a
+    exempted from garbage collection, and the youngest generation is collected about
+    fourteen times less often. Each full collection otherwise walks every object of the heap,
+    the startup's included, and with sockets arriving it ran every few hundred set-ups: 15 % of a
     set-up's CPU (ADR 0010, decision 19). Most garbage here is freed by reference counting
     anyway; the collector is for cycles."""
     gc.collect()
