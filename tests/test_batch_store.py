@@ -17,13 +17,19 @@ import pytest
 
 from agenthub.db.types import uuid7
 from agenthub.messages.batch_store import NO_EXTRAS, Extras, NewMessage, PgBatchStore
+from tests.databases import pg_reachable
 from tests.support import Agent, Server
+
+# PostgreSQL's statements: these tests run on the PostgreSQL server only (none are collected
+# where PostgreSQL is unreachable, which CI does not allow).
+pytestmark = pytest.mark.parametrize(
+    "backend", ["postgres"] if pg_reachable() else [], indirect=True
+)
 
 
 @pytest.fixture
 def pg(server: Server) -> Server:
-    if server.backend != "postgres":
-        pytest.skip("PostgreSQL's statements")
+    assert server.backend == "postgres"
     return server
 
 
