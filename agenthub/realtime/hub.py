@@ -40,6 +40,7 @@ from agenthub.realtime.delivery import Delivery
 from agenthub.realtime.dispatch import Dispatch
 from agenthub.realtime.fanout import NAMESPACE, Fanout, agent_room
 from agenthub.realtime.handshake import Handshake
+from agenthub.realtime.manager import IndexedManager
 from agenthub.realtime.presence import PresenceKeeper, SharedPresence
 from agenthub.realtime.ratelimit import SlidingWindow
 from agenthub.realtime.sessions import SessionLifetimes
@@ -90,6 +91,8 @@ class Hub:
             logger=False,
             engineio_logger=False,
             json=_OrJson,
+            # A socket's rooms found without walking every room (each socket has one).
+            client_manager=IndexedManager(),
         )
         self.admission = Admission(
             settings.socket_auth_deadline_seconds, settings.max_unauthenticated_per_ip

@@ -185,6 +185,8 @@ class PresenceKeeper:
 
     async def join(self, state: SocketState, room_id: str) -> list[str]:
         """The socket joins the room's presence; returns who is present now."""
+        if state.joined is None:
+            state.joined = set()
         state.joined.add(room_id)
         self.local.add(room_id, state.agent_id, state.sid)
         if self._shared is None:
@@ -210,7 +212,7 @@ class PresenceKeeper:
             return self.local.present(room_id)
 
     def leave(self, state: SocketState, room_id: str) -> None:
-        if room_id not in state.joined:
+        if state.joined is None or room_id not in state.joined:
             return
         state.joined.discard(room_id)
         self.local.remove(room_id, state.agent_id, state.sid)
@@ -220,7 +222,7 @@ class PresenceKeeper:
         self._spawn(self._shared_leave(room_id, state.agent_id, state.sid))
 
     def leave_all(self, state: SocketState) -> None:
-        for room_id in list(state.joined):
+        for room_id in list(state.joined or ()):
             self.leave(state, room_id)
 
     def touch(self, room_id: str) -> None:
