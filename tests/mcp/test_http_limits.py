@@ -39,5 +39,8 @@ def test_each_agent_has_its_own_budget(limited: Server) -> None:
     refused = answers[statuses.index(429)]
     assert refused.json()["error"]["code"] == "rate_limited"
     assert int(refused.headers["retry-after"]) >= 1
-    assert statuses.count(200) <= LIMIT + 1  # the first, unknown token is counted by address
+    # The first call, its token not yet known, is counted by address. And the limiter's sliding
+    # window counter (limits' SlidingWindowCounterRateLimiter) floors the weighted count of the
+    # previous minute, so a run that crosses a minute's boundary may be allowed one call more.
+    assert statuses.count(200) <= LIMIT + 2
     assert initialize(bob.token).status_code == 200  # same address, another agent's budget
