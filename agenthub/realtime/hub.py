@@ -2,10 +2,11 @@
 the services announce their commits to.
 
 Its parts, one module each: `handshake.py` (connect, disconnect), `dispatch.py` (client events
-to services, acks), `fanout.py` (this process's sockets, in call order), `presence.py` (who
-is here), and with REDIS_URL, for several nodes acting as one hub: `cluster.py` (the Redis
-stream between nodes) and `delivery.py` (each room's messages once and in seq order, repaired
-from the database when a notification is late or lost). See docs/adr/0009-*.
+to services, acks), `fanout.py` (this process's sockets, in call order), `manager.py` (which
+socket is in which room), `presence.py` (who is here), and with REDIS_URL, for several nodes
+acting as one hub: `cluster.py` (the Redis stream between nodes) and `delivery.py` (each room's
+messages once and in seq order, repaired from the database when a notification is late or
+lost). See docs/adr/0009-*.
 
 Order: messages arrive committed in seq order from this process's one writer (see
 messages/writer.py); without Redis they are emitted as they come, so each room's
