@@ -19,7 +19,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +27,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import QueuePool
+from sqlalchemy.util import greenlet_spawn
 
 from agenthub.errors import Unavailable
 
@@ -70,6 +71,33 @@ def _driver_unavailable(exc: BaseException) -> bool:
         | OSError
         | TimeoutError,
     ) or (type(exc).__module__.startswith("sqlite3") and "locked" in str(exc))
+
+
+def _checkout_unavailable(engine: AsyncEngine, exc: BaseException) -> bool:
+    """Whether a failed checkout of a raw connection means the database cannot be reached:
+    what `is_unavailable` says of the same failure wrapped by SQLAlchemy's `Connection`."""
+    dbapi = engine.dialect.loaded_dbapi
+    return (
+        is_unavailable(exc)
+        or _driver_unavailable(exc)
+        or isinstance(exc, dbapi.OperationalError | dbapi.InterfaceError)
+    )
+
+
+async def _to_completion(cleanup: Coroutine[Any, Any, None]) -> None:
+    """Run `cleanup` to its end even if the caller is cancelled meanwhile (and re-raise the
+    cancellation after it), as SQLAlchemy's own connections return to the pool: abandoned
+    halfway, a connection would stay checked out."""
+    task = asyncio.ensure_future(cleanup)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    task.result()
+    if cancelled is not None:
+        raise cancelled
 
 
 def error_kind(exc: BaseException) -> str | None:
@@ -316,35 +344,42 @@ class Database:
         async with lock, self._driver_of(self.write_engine) as raw:
             yield raw
 
-    @contextlib.asynccontextmanager
-    async def driver_read(self) -> AsyncIterator[Any]:
+    def driver_read(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """The driver's own connection from the read pool, for one-statement reads on a hot
         path (each socket's handshake): no transaction around the statement, and none of
         SQLAlchemy's per-statement work (a read through `read()` costs BEGIN and ROLLBACK
         round trips and several times the CPU)."""
-        async with self._driver_of(self.engine) as raw:
-            yield raw
+        return self._driver_of(self.engine)
 
     @contextlib.asynccontextmanager
     async def _driver_of(self, engine: AsyncEngine) -> AsyncIterator[Any]:
+        """The pool's connection as it is, without SQLAlchemy's `Connection` around it
+        (`AsyncEngine.raw_connection`): checked out and in that way it costs half the CPU,
+        about 0.1 against 0.2 ms here, when the one-row read of a socket's handshake costs
+        0.035 ms (bench/EXPERIMENTS.md, sixth round)."""
         try:
-            async with engine.connect() as conn:
-                raw = (await conn.get_raw_connection()).driver_connection
-                try:
-                    yield raw if self._on_query is None else _TimedDriver(raw, self._on_query)
-                except Exception as exc:
-                    # SQLAlchemy never sees the driver's own errors: a connection lost under
-                    # it goes back to the pool as if alive, and one used within the last
-                    # second is not pinged (`_ping_when_idle`). Discard it here instead.
-                    if _driver_unavailable(exc) and not self.is_sqlite:
-                        with contextlib.suppress(Exception):
-                            await conn.invalidate()
-                    raise
+            pooled = await engine.raw_connection()
         except Exception as exc:
+            self._observe_error(exc)
+            if _checkout_unavailable(engine, exc):
+                raise Unavailable() from exc
+            raise
+        try:
+            raw = pooled.driver_connection
+            yield raw if self._on_query is None else _TimedDriver(raw, self._on_query)
+        except Exception as exc:
+            # SQLAlchemy never sees the driver's own errors: a connection lost under it
+            # would go back to the pool as if alive, and one used within the last second is
+            # not pinged (`_ping_when_idle`). Discard it here instead.
+            if _driver_unavailable(exc) and not self.is_sqlite:
+                with contextlib.suppress(Exception):
+                    await greenlet_spawn(pooled.invalidate, exc)
             self._observe_error(exc)
             if is_unavailable(exc) or _driver_unavailable(exc):
                 raise Unavailable() from exc
             raise
+        finally:
+            await _to_completion(greenlet_spawn(pooled.close))
 
     def _observe_error(self, exc: BaseException) -> None:
         kind = error_kind(exc)
