@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from agenthub.config import async_url
-from agenthub.db.engine import Database
+from agenthub.db.engine import KEPT_FOR_READS, Database
 from agenthub.errors import Unavailable
+from tests.realtime.nodes import until_true
 
 # A connection not given back is found by the garbage collector, which returns it to the pool
 # with this warning: the pool's count alone would not show the leak.
@@ -37,12 +38,25 @@ async def one(raw: object, sqlite: bool) -> int:
 
 
 async def test_each_use_gives_its_connection_back(db: Database) -> None:
+    async with db.driver() as raw:  # the writer's path keeps nothing
+        assert await one(raw, db.is_sqlite) == 1
+    assert checked_out(db) == 0
+    kept = []
     for _ in range(3):
         async with db.driver_read() as raw:
             assert await one(raw, db.is_sqlite) == 1
-    await asyncio.gather(*(_read(db) for _ in range(5)))
-    async with db.driver() as raw:
+            kept.append(raw)
+    # Reads one after another share one connection, kept between them (and reads at the same
+    # time keep a few)...
+    assert kept[0] is kept[1] is kept[2]
+    assert checked_out(db) == 1
+    await asyncio.gather(*(_read(db) for _ in range(KEPT_FOR_READS + 2)))
+    assert 1 <= checked_out(db) <= (1 if db.is_sqlite else KEPT_FOR_READS)
+    # ...and given back once unused for as long as the pool trusts an idle connection.
+    await until_true(lambda: checked_out(db) == 0, "kept connections given back", 10)
+    async with db.driver_read() as raw:
         assert await one(raw, db.is_sqlite) == 1
+    await db.dispose()  # gives back the kept one too
     assert checked_out(db) == 0
 
 

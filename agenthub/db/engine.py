@@ -46,6 +46,9 @@ PG_MAX_OVERFLOW = 0
 # three round trips on asyncpg); one used more recently is handed out as it is (ADR 0010).
 PING_AFTER_IDLE_S = 1.0
 SQLITE_READ_POOL_SIZE = 4
+# Connections kept between driver reads (`_Spare`): with one, 58 % of the handshakes' reads
+# found it free while sockets connected as fast as they could; a few more cover the bursts.
+KEPT_FOR_READS = 3
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -147,6 +150,7 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int) -> AsyncEngine:
 
 
 _IDLE_SINCE = "agenthub.idle_since"
+_USED_AT = "agenthub.used_at"
 
 
 def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
@@ -167,7 +171,8 @@ def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
     @event.listens_for(sync, "checkin")
     def _checked_in(_dbapi_connection: Any, record: Any) -> None:
         if record is not None:
-            record.info[_IDLE_SINCE] = time.monotonic()
+            # (a connection `_Spare` kept unused comes back idle since its last use)
+            record.info[_IDLE_SINCE] = record.info.pop(_USED_AT, None) or time.monotonic()
 
     @event.listens_for(sync, "checkout")
     def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
@@ -178,6 +183,58 @@ def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
             sync.dialect.do_ping(dbapi_connection)
         except Exception as exc:  # the pool replaces the connection and checks out again
             raise sa.exc.DisconnectionError() from exc
+
+
+class _Spare:
+    """A few pooled connections kept between driver reads that come close together (sockets
+    connecting): a read takes one instead of a checkout and a checkin (about 0.1 ms of CPU,
+    three one-row reads' worth). Each goes back to the pool once unused for `hold` seconds,
+    the time the pool trusts an idle connection unpinged, and counts as idle since its last
+    use there."""
+
+    def __init__(self, hold: float, size: int) -> None:
+        self._hold = hold
+        self._size = size
+        self._kept: list[tuple[Any, asyncio.TimerHandle]] = []  # the last kept at the end
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._returning: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    def take(self) -> Any:
+        """A kept connection, or None."""
+        if not self._kept or self._loop is not asyncio.get_running_loop():
+            return None  # (none, or kept by a loop that has ended: not usable here)
+        pooled, timer = self._kept.pop()
+        timer.cancel()
+        return pooled
+
+    def keep(self, pooled: Any) -> bool:
+        """Keep `pooled` for a later read; False when as many as `size` are kept already."""
+        loop = asyncio.get_running_loop()
+        if self._closed or (self._kept and self._loop is not loop):
+            return False
+        if len(self._kept) >= self._size:
+            return False
+        pooled.info[_USED_AT] = time.monotonic()
+        self._loop = loop
+        self._kept.append((pooled, loop.call_later(self._hold, self._give_back, pooled)))
+        return True
+
+    def _give_back(self, pooled: Any) -> None:
+        self._kept = [(p, t) for p, t in self._kept if p is not pooled]
+        self._close_later(pooled)
+
+    def _close_later(self, pooled: Any) -> None:
+        task = asyncio.get_running_loop().create_task(greenlet_spawn(pooled.close))
+        self._returning.add(task)
+        task.add_done_callback(self._returning.discard)
+
+    async def close(self) -> None:
+        self._closed = True
+        while (pooled := self.take()) is not None:
+            self._close_later(pooled)
+        if self._returning:
+            await asyncio.gather(*self._returning, return_exceptions=True)
 
 
 QueryObserver = Callable[[str, float], None]
@@ -251,6 +308,8 @@ class Database:
         self.is_sqlite = self.dialect == "sqlite"
         self._write_lock: asyncio.Lock | None = None
         self._preparations: list[Callable[[Any], Awaitable[None]]] = []
+        # (SQLite's read pool is four connections: one kept there)
+        self._spare = _Spare(PING_AFTER_IDLE_S, 1 if self.is_sqlite else KEPT_FOR_READS)
         if self.is_sqlite:
             path = make_url(url).database
             if path and path != ":memory:":
@@ -348,25 +407,33 @@ class Database:
         """The driver's own connection from the read pool, for one-statement reads on a hot
         path (each socket's handshake): no transaction around the statement, and none of
         SQLAlchemy's per-statement work (a read through `read()` costs BEGIN and ROLLBACK
-        round trips and several times the CPU)."""
-        return self._driver_of(self.engine)
+        round trips and several times the CPU). Reads that follow each other closely share
+        one kept connection (`_Spare`)."""
+        return self._driver_of(self.engine, self._spare)
 
     @contextlib.asynccontextmanager
-    async def _driver_of(self, engine: AsyncEngine) -> AsyncIterator[Any]:
+    async def _driver_of(
+        self, engine: AsyncEngine, spare: _Spare | None = None
+    ) -> AsyncIterator[Any]:
         """The pool's connection as it is, without SQLAlchemy's `Connection` around it
         (`AsyncEngine.raw_connection`): checked out and in that way it costs half the CPU,
         about 0.1 against 0.2 ms here, when the one-row read of a socket's handshake costs
-        0.035 ms (bench/EXPERIMENTS.md, sixth round)."""
-        try:
-            pooled = await engine.raw_connection()
-        except Exception as exc:
-            self._observe_error(exc)
-            if _checkout_unavailable(engine, exc):
-                raise Unavailable() from exc
-            raise
+        0.035 ms (bench/EXPERIMENTS.md, sixth round). With `spare`, the kept connection if
+        there is one, and this one kept after a use that did not fail."""
+        pooled = spare.take() if spare is not None else None
+        if pooled is None:
+            try:
+                pooled = await engine.raw_connection()
+            except Exception as exc:
+                self._observe_error(exc)
+                if _checkout_unavailable(engine, exc):
+                    raise Unavailable() from exc
+                raise
+        used = False
         try:
             raw = pooled.driver_connection
             yield raw if self._on_query is None else _TimedDriver(raw, self._on_query)
+            used = True
         except Exception as exc:
             # SQLAlchemy never sees the driver's own errors: a connection lost under it
             # would go back to the pool as if alive, and one used within the last second is
@@ -379,7 +446,8 @@ class Database:
                 raise Unavailable() from exc
             raise
         finally:
-            await _to_completion(greenlet_spawn(pooled.close))
+            if not (used and spare is not None and spare.keep(pooled)):
+                await _to_completion(greenlet_spawn(pooled.close))
 
     def _observe_error(self, exc: BaseException) -> None:
         kind = error_kind(exc)
@@ -388,7 +456,8 @@ class Database:
 
     def pool_usage(self) -> list[tuple[str, int, int]]:
         """Per pool: its name ("main"; on SQLite also "write", the one-connection pool of the
-        single writer), the connections checked out now, and the most it hands out."""
+        single writer), the connections checked out now (the one driver reads keep between
+        them included), and the most it hands out."""
         engines = {"main": self.engine, "write": self.write_engine}
         usage = []
         for name, capacity in self._capacity.items():
@@ -406,6 +475,7 @@ class Database:
             return False
 
     async def dispose(self) -> None:
+        await self._spare.close()
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
