@@ -3,9 +3,10 @@
 The stock manager keeps only `rooms[namespace][room] -> {sid: eio_sid}`, so finding the rooms
 of one sid (`get_rooms`, and `basic_disconnect`, which also copies the namespace's dict first)
 walks every room of the namespace, and every socket has a room of its own. At 10,000 sockets
-that was 2 ms per `get_rooms` and 1 ms per disconnect, all of it on the event loop: 10 s to
-disconnect them all (a restart, a network cut) and 20 s for a cluster resync's pass over every
-socket (`Hub._reconcile_rooms`), while no socket was served (bench/rooms_index.py). Here both
+of as many agents that was 4 ms per `get_rooms` and 2 ms per disconnect, all of it on the event
+loop: 20 s to disconnect them all (a restart, a network cut) and 40 s for a cluster resync's
+pass over every socket (`Hub._reconcile_rooms`), while no socket was served
+(bench/rooms_index.py). Here both
 read an index kept by `basic_enter_room` and `basic_leave_room`, through which every change of
 a room goes (connect, disconnect, `enter_room`, `leave_room`, `close_room`).
 """
