@@ -122,10 +122,16 @@ async def test_the_same_client_msg_id_sent_to_both_nodes_at_once_is_stored_once(
                 "SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE", uuid.UUID(room["id"])
             )
             sends = [asyncio.ensure_future(post(on_a)), asyncio.ensure_future(post(on_b))]
-            for _ in range(1000):  # within the 30 s bound above
-                if await lock_waiters(conn) >= 2:
+            waiting = 0
+            for _ in range(500):  # within the 30 s bound above
+                waiting = await lock_waiters(conn)
+                if waiting >= 2 or any(send.done() for send in sends):
                     break
                 await asyncio.sleep(0.02)
+            # A send answered while the room was locked was not stored by this race: say how.
+            early = [send.result().text for send in sends if send.done() and not send.exception()]
+            assert not early, early
+            assert waiting >= 2, f"{waiting} sends waiting on the room's lock"
             await holder.commit()
             answers = await asyncio.gather(*sends)
         finally:
