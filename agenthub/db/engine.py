@@ -206,6 +206,8 @@ class _Spare:
             return None  # (none, or kept by a loop that has ended: not usable here)
         pooled, timer = self._kept.pop()
         timer.cancel()
+        # In use again: its next checkin is a use's end, not the end of an unused stretch.
+        pooled.info.pop(_USED_AT, None)
         return pooled
 
     def keep(self, pooled: Any) -> bool:
@@ -407,8 +409,8 @@ class Database:
         """The driver's own connection from the read pool, for one-statement reads on a hot
         path (each socket's handshake): no transaction around the statement, and none of
         SQLAlchemy's per-statement work (a read through `read()` costs BEGIN and ROLLBACK
-        round trips and several times the CPU). Reads that follow each other closely share
-        one kept connection (`_Spare`)."""
+        round trips and several times the CPU). Reads that follow each other closely take
+        connections kept between them (`_Spare`) instead of the pool's."""
         return self._driver_of(self.engine, self._spare)
 
     @contextlib.asynccontextmanager
@@ -456,7 +458,7 @@ class Database:
 
     def pool_usage(self) -> list[tuple[str, int, int]]:
         """Per pool: its name ("main"; on SQLite also "write", the one-connection pool of the
-        single writer), the connections checked out now (the one driver reads keep between
+        single writer), the connections checked out now (those driver reads keep between
         them included), and the most it hands out."""
         engines = {"main": self.engine, "write": self.write_engine}
         usage = []
