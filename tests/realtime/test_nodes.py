@@ -101,6 +101,9 @@ async def test_the_same_client_msg_id_sent_to_both_nodes_at_once_is_stored_once(
         return await http.post(url, json={"body": "once", "clientMsgId": "k"}, headers=headers)
 
     async def lock_waiters(conn: asyncpg.Connection) -> int:
+        # Asked on a connection of its own, outside any transaction: within one, PostgreSQL
+        # lists the backends as they were at its first read of pg_stat_activity, so a node's
+        # connection opened after that would never be seen waiting.
         return int(
             await conn.fetchval(
                 "SELECT count(*) FROM pg_stat_activity "
@@ -109,7 +112,9 @@ async def test_the_same_client_msg_id_sent_to_both_nodes_at_once_is_stored_once(
             )
         )
 
-    conn = await asyncpg.connect(a.database_url.replace("+asyncpg", ""), timeout=5)
+    dsn = a.database_url.replace("+asyncpg", "")
+    conn = await asyncpg.connect(dsn, timeout=5)
+    watcher = await asyncpg.connect(dsn, timeout=5)
     async with (
         httpx.AsyncClient(base_url=a.base_url, timeout=15) as on_a,
         httpx.AsyncClient(base_url=b.base_url, timeout=15) as on_b,
@@ -124,7 +129,7 @@ async def test_the_same_client_msg_id_sent_to_both_nodes_at_once_is_stored_once(
             sends = [asyncio.ensure_future(post(on_a)), asyncio.ensure_future(post(on_b))]
             waiting = 0
             for _ in range(500):  # within the 30 s bound above
-                waiting = await lock_waiters(conn)
+                waiting = await lock_waiters(watcher)
                 if waiting >= 2 or any(send.done() for send in sends):
                     break
                 await asyncio.sleep(0.02)
@@ -136,6 +141,7 @@ async def test_the_same_client_msg_id_sent_to_both_nodes_at_once_is_stored_once(
             answers = await asyncio.gather(*sends)
         finally:
             await conn.close()
+            await watcher.close()
     assert sorted(r.status_code for r in answers) == [200, 201], [r.text for r in answers]
     assert len({r.json()["id"] for r in answers}) == 1
     assert [r.json()["seq"] for r in answers] == [1, 1]
