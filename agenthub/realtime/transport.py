@@ -32,8 +32,10 @@ tests/realtime/test_transport.py exercises each through real clients.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -52,6 +54,9 @@ from websockets.protocol import State
 log = logging.getLogger("agenthub.realtime")
 
 EXTENSION = "agenthub.websocket.nowait"  # in the ASGI scope's "extensions": the protocol
+
+# Pings are due on a grid of this step (seconds): see `LeanSocket.schedule_ping`.
+PING_SLOT_S = 0.05
 
 _PING = packet.Packet(packet.PING)
 _CLOSE = packet.Packet(packet.CLOSE)
@@ -294,6 +299,28 @@ class LeanEngineServer(engineio.AsyncServer):  # type: ignore[misc]
                 del self.sockets[sid]
         return ""
 
+    async def _service_task(self) -> None:
+        """engine.io's watch over silent peers, for the sessions engine.io serves itself
+        (long-polling, and its upgrades): a `LeanSocket` closes a silent peer by its own
+        timer. engine.io's loop visits every session once per `ping_timeout`, one wake-up
+        per session: 500 a second at 10,000 sockets, a third of what they cost idle
+        (bench/EXPERIMENTS.md, seventh round). This one wakes once per `ping_timeout` and
+        visits only engine.io's sessions, which then time out as late as they did before."""
+        self.service_task_event = self.create_event()
+        while not self.service_task_event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.service_task_event.wait(), self.ping_timeout)
+                break
+            for sock in [s for s in self.sockets.values() if not isinstance(s, LeanSocket)]:
+                try:
+                    if sock.closed:
+                        if self.sockets.get(sock.sid) is sock:
+                            del self.sockets[sock.sid]
+                    elif not sock.closing:
+                        await sock.check_ping_timeout()
+                except Exception as exc:  # (as engine.io's loop: the watch goes on)
+                    log.warning("engine.io session check failed: %s", type(exc).__name__)
+
 
 class LeanSocket(AsyncSocket):  # type: ignore[misc]
     """One Engine.IO session over websocket, served from its connection's ASGI task."""
@@ -441,10 +468,18 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
     # ---- heartbeat: one timer, either the next ping or the pong's deadline ----
 
     def schedule_ping(self) -> None:
-        """After a pong (and once at the start): the next ping in `ping_interval`."""
+        """After a pong (and once at the start): the next ping in `ping_interval`, at the
+        next `PING_SLOT_S` after it. Pings due within one slot are then written in one
+        wake-up of the loop instead of one each: 10,000 sockets ping 400 times a second, and
+        the wake-ups were another third of their idle cost (bench/EXPERIMENTS.md, seventh
+        round). A ping that much later is far within the client's allowance (`pingInterval`
+        + `pingTimeout`)."""
         if self.last_ping:
             self.last_ping = None
-            self._arm(self.server.ping_interval, self._ping)
+            self._disarm()
+            loop = asyncio.get_running_loop()
+            due = math.ceil((loop.time() + self.server.ping_interval) / PING_SLOT_S)
+            self._timer = loop.call_at(due * PING_SLOT_S, self._ping)
 
     async def check_ping_timeout(self) -> bool:
         """(engine.io's monitor calls this: the timer below already closes a silent peer)"""

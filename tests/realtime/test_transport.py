@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import socketio
 from websockets.asyncio.client import ClientConnection, connect
@@ -131,6 +132,47 @@ async def test_websocket_peer_that_stops_answering_pings_is_closed_and_leaves_pr
             assert ack["ok"] is True
         finally:
             await dead.close()
+
+
+async def test_long_polling_peer_that_stops_polling_is_closed_and_leaves_presence(
+    quick_pings: Server,
+) -> None:
+    """engine.io's own sessions (long-polling) are watched by the server's monitor, not by a
+    timer of their own: a peer that stops polling is closed after its ping goes unanswered."""
+    alice, bob = quick_pings.new_agent(), quick_pings.new_agent()
+    room = quick_pings.new_room(alice, bob)
+    rid = room["id"]
+    path = "/socket.io/?EIO=4&transport=polling"
+    async with (
+        client(quick_pings, alice, ["websocket"]) as a,
+        httpx.AsyncClient(base_url=quick_pings.base_url, timeout=WAIT) as http,
+    ):
+        await a.call("room:join", {"roomId": rid}, namespace=NS, timeout=WAIT)
+        opened = (await http.get(path)).text
+        assert opened.startswith("0"), opened
+        sid = json.loads(opened[1:])["sid"]
+        polled = f"{path}&sid={sid}"
+        join = f"42{NS},1" + json.dumps(["room:join", {"roomId": rid}])
+        for sent in (f"40{NS}," + json.dumps({"token": bob.jwt}), join):
+            r = await http.post(polled, content=sent)
+            assert r.status_code == 200, r.text
+        read = ""
+        async with asyncio.timeout(WAIT):
+            while f"43{NS},1" not in read:  # the join's ack (pings answered meanwhile)
+                read = (await http.get(polled)).text
+                if "\x1e2\x1e" in f"\x1e{read}\x1e":
+                    await http.post(polled, content="3")
+        deadline = time.monotonic() + WAIT
+        while (await next_event(a, "presence:update", deadline - time.monotonic()))[
+            "present"
+        ] != sorted([alice.id, bob.id]):
+            pass
+        # From here bob neither polls nor answers: closed within a ping interval and a
+        # timeout, and the monitor's period (a timeout) on top; bounded here by WAIT.
+        update = await next_event(a, "presence:update", PING_INTERVAL + 2 * PING_TIMEOUT + WAIT)
+        assert update == {"roomId": rid, "present": [alice.id]}
+        r = await http.get(polled)
+        assert r.status_code == 400, r.text  # the session is gone
 
 
 async def test_a_peer_that_stops_reading_holds_back_no_one_and_loses_nothing(
