@@ -122,6 +122,8 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
             "kb_per_socket",
             "connects_per_s",
             "connect_cpu_ms_per_socket",
+            "connect_database_cpu_ms_per_socket",
+            "connect_generator_cpu_ms_per_socket",
             "idle_cpu_percent",
             "held",
         )

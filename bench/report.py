@@ -108,7 +108,20 @@ def connection_table(results: dict[str, dict[str, Any]]) -> list[str]:
         ),
         ("all connected in (s)", lambda r: r["connect_wall_s"]),
         ("connections set up per second", lambda r: r.get("connects_per_s")),
+        (
+            "set-ups per second of each run (rate, CPU and KB per socket: medians)",
+            lambda r: (
+                " / ".join(_fmt(x["connects_per_s"]) for x in r["runs"]) if r.get("runs") else None
+            ),
+        ),
         ("server CPU per connection set-up (ms)", lambda r: r.get("connect_cpu_ms_per_socket")),
+        (
+            "PostgreSQL / generators' CPU per set-up (ms)",
+            lambda r: (
+                f"{_fmt(r.get('connect_database_cpu_ms_per_socket'))} / "
+                f"{_fmt(r.get('connect_generator_cpu_ms_per_socket'))}"
+            ),
+        ),
         (
             "server RSS before / after (MiB)",
             lambda r: f"{_fmt(r['server_rss_before_mb'])} / {_fmt(r['server_rss_after_mb'])}",

@@ -198,3 +198,31 @@ def test_several_runs_report_their_medians_and_every_run() -> None:
         "| delivery p99 of each run (ms; latency and CPU above: medians) | 30.0 / 10.0 / 20.0 |"
         in row
     )
+
+
+def test_several_runs_of_the_connections_setting_report_their_medians() -> None:
+    def run(rate: float, cpu: float, kb: float, held: int = 100) -> dict[str, Any]:
+        return {
+            "sockets": 100,
+            "held": held,
+            "failures": 100 - held,
+            "connect_ms": {"50": rate, "99": rate},
+            "connect_wall_s": 1.0,
+            "connects_per_s": rate,
+            "connect_cpu_ms_per_socket": cpu,
+            "kb_per_socket": kb,
+            "server_rss_before_mb": 1.0,
+            "server_rss_after_mb": 2.0,
+        }
+
+    got = matrix.median_run([run(500.0, 1.0, 18.0), run(400.0, 3.0, 17.0), run(600.0, 2.0, 19.0)])
+    assert (got["connects_per_s"], got["connect_cpu_ms_per_socket"]) == (500.0, 2.0)
+    assert got["kb_per_socket"] == 18.0
+    assert got["connect_ms"]["50"] == 500.0  # the median run's own
+    assert [r["connects_per_s"] for r in got["runs"]] == [500.0, 400.0, 600.0]
+    assert matrix.median_run([run(1, 1, 1), run(1, 1, 1, held=99)])["held"] == 99
+    table = report.connection_table({report.PG: got})
+    assert (
+        "| set-ups per second of each run (rate, CPU and KB per socket: medians) "
+        "| 500.0 / 400.0 / 600.0 |" in table
+    )
