@@ -482,7 +482,8 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
             self._timer = loop.call_at(due * PING_SLOT_S, self._ping)
 
     async def check_ping_timeout(self) -> bool:
-        """(engine.io's monitor calls this: the timer below already closes a silent peer)"""
+        """(engine.io's API; its monitor skips lean sockets, whose timer below closes a
+        silent peer)"""
         if self.closed:
             raise exceptions.SocketIsClosedError()
         return True
