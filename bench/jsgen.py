@@ -180,8 +180,7 @@ def run_connections(
     api.post("/api/v1/rooms", {"slug": f"c{uuid.uuid4().hex[:8]}", "name": "idle"}, jwt)
     time.sleep(1)
     rss_before = procstat.rss_bytes(server_pid)
-    cpu_before = procstat.cpu_seconds(server_pid) if server_pid else 0.0
-    database_before = sum(procstat.cpu_seconds(p) for p in procstat.database_pids())
+    before = procstat.snapshot(server_pid)
     shares = [
         sockets // processes + (1 if i < sockets % processes else 0) for i in range(processes)
     ]
@@ -205,10 +204,10 @@ def run_connections(
         deadline = time.monotonic() + 600
         reports = [json.loads(_expect(lines, "C ", deadline)[1][2:]) for _ in procs]
         connect_wall = time.perf_counter() - started
-        connect_cpu = (procstat.cpu_seconds(server_pid) if server_pid else 0.0) - cpu_before
+        after = procstat.snapshot(server_pid)
+        connect_cpu = after.server - before.server
         # The rest of the machine's work per set-up: the rate depends on all of it on 2 cores.
-        database_cpu = sum(procstat.cpu_seconds(p) for p in procstat.database_pids())
-        database_cpu -= database_before
+        database_cpu = after.database - before.database
         generator_cpu = sum(procstat.cpu_seconds(p.proc.pid) for p in procs)
         say(f"{label} {sockets} sockets open (official JS client); settling")
         time.sleep(3)
