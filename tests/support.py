@@ -27,6 +27,7 @@ PG_ADMIN_URL = os.environ.get(
     "AGENTHUB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 START_TIMEOUT_S = 30
+LOG_WAIT_S = 10  # how long a test waits for a line it caused to reach a server's log
 START_ATTEMPTS = 3  # a port picked free can be taken before the server binds it
 # A renewing agent (the session's admin) trades its API token for a new JWT when the one it holds
 # has less than this left (or half its lifetime, for servers with short test lifetimes).
@@ -261,6 +262,19 @@ class Server:
                     f.seek(since.offset)
                 parts.append(f.read().decode(errors="replace"))
         return "".join(parts)
+
+    def log_text_with(
+        self, needle: str, since: LogMark | None = None, within: float = LOG_WAIT_S
+    ) -> str:
+        """`log_text(since)` once `needle` is in it. An access line is written after its response
+        has left, so a test that has its answer may read the log before the line is there; this
+        waits (bounded) and then returns the text whether or not the needle came."""
+        deadline = time.monotonic() + within
+        text = self.log_text(since)
+        while needle not in text and time.monotonic() < deadline:
+            time.sleep(0.05)
+            text = self.log_text(since)
+        return text
 
 
 class PortTaken(RuntimeError):

@@ -92,10 +92,7 @@ def test_log_text_since_a_mark_reads_only_what_came_after(tmp_path: Path) -> Non
     try:
 
         def logged(request_id: str) -> None:
-            # The access line is written once the response has left: wait for it (bounded).
-            deadline = time.monotonic() + 10
-            while request_id not in srv.log_text() and time.monotonic() < deadline:
-                time.sleep(0.1)
+            srv.log_text_with(request_id)
 
         srv.api.http.get("/api/v1/agents/me", headers={"X-Request-ID": "before-the-mark"})
         logged("before-the-mark")

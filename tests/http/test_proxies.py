@@ -64,12 +64,13 @@ def limited(backend: str, database_url: str, tmp_path: Path) -> Iterator[dict[st
 def access_clients(srv: Server, forwarded: str) -> set[str]:
     """The `client` of every access-log line for requests carrying this X-Forwarded-For
     marker address (found by the request id the test gave them)."""
+    request_id = f"xff-{forwarded}"
     found = set()
-    for line in srv.log_text().splitlines():
+    for line in srv.log_text_with(request_id).splitlines():
         if not line.startswith("{"):
             continue
         record = json.loads(line)
-        if record.get("request_id") == f"xff-{forwarded}":
+        if record.get("request_id") == request_id:
             found.add(record.get("client"))
     return found
 
