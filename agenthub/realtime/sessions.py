@@ -2,9 +2,10 @@
 the API token it was opened from is revoked.
 
 The handshake checks the JWT once; this module holds the socket to it afterwards:
-- a timer per socket fires at the JWT's `exp` (one timer handle each, not a scan of every
-  socket), and `session:renew` moves the socket to a fresh JWT of the same agent, which moves
-  the timer to that JWT's `exp`;
+- the socket is ended at the JWT's `exp` by a timer of the sockets whose JWTs expire in that
+  second (`slots.SlotTimers`: not a timer handle per socket, nor a scan of every socket), and
+  `session:renew` moves the socket to a fresh JWT of the same agent, which moves it to that
+  JWT's `exp`;
 - the socket is indexed by its session's API token id, so a revocation (heard from
   auth/revocations.py: this process's own at once, others' within a sweep) ends exactly the
   sockets of that token;
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from datetime import UTC, datetime
@@ -31,6 +33,7 @@ import socketio
 from agenthub.auth.jwt import Principal
 from agenthub.auth.service import AuthService
 from agenthub.errors import Forbidden, InvalidRequest, Unauthorized
+from agenthub.realtime.slots import Slot, SlotTimers
 from agenthub.wire import iso_z
 
 log = logging.getLogger("agenthub.realtime")
@@ -50,7 +53,9 @@ class SessionLifetimes:
         self._sio = sio
         self._namespace = namespace
         self._auth = auth
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        # A JWT's `exp` is a whole second: a step of one second ends each socket on time.
+        self._expiries: SlotTimers[str] = SlotTimers(1.0, self._expired, wall=True)
+        self._expiry_of: dict[str, Slot[str]] = {}
         self._token_of: dict[str, uuid.UUID] = {}
         self._by_token: dict[uuid.UUID, set[str]] = {}
         self._ending: dict[str, asyncio.Task[None]] = {}
@@ -59,18 +64,17 @@ class SessionLifetimes:
     def track(self, sid: str, principal: Principal) -> None:
         """Hold the socket to this session (at the handshake, and again at each renewal)."""
         self.forget(sid)
-        delay = max(0.0, principal.expires_at - time.time())
-        loop = asyncio.get_running_loop()
-        self._timers[sid] = loop.call_later(delay, self.end, sid, EXPIRED)
+        if math.isfinite(principal.expires_at):  # (the operator's session does not expire)
+            self._expiry_of[sid] = self._expiries.add(sid, principal.expires_at)
         if principal.token_id is not None:
             self._token_of[sid] = principal.token_id
             self._by_token.setdefault(principal.token_id, set()).add(sid)
 
     def forget(self, sid: str) -> None:
         """The socket is gone (or moves to another session)."""
-        timer = self._timers.pop(sid, None)
-        if timer is not None:
-            timer.cancel()
+        slot = self._expiry_of.pop(sid, None)
+        if slot is not None:
+            slot.pop(sid, None)
         token_id = self._token_of.pop(sid, None)
         if token_id is not None:
             sids = self._by_token.get(token_id)
@@ -105,6 +109,10 @@ class SessionLifetimes:
     @staticmethod
     def expires_at(principal: Principal) -> str:
         return iso_z(datetime.fromtimestamp(principal.expires_at, UTC))
+
+    def _expired(self, sid: str) -> None:
+        self._expiry_of.pop(sid, None)
+        self.end(sid, EXPIRED)
 
     def end(self, sid: str, reason: str) -> None:
         """Tell the socket why, then disconnect it; once, however often it is asked."""
@@ -141,8 +149,9 @@ class SessionLifetimes:
                 self.end(sid, REVOKED)
 
     async def stop(self) -> None:
-        for sid in list(self._timers):
+        for sid in {*self._expiry_of, *self._token_of}:
             self.forget(sid)
+        self._expiries.clear()
         for task in list(self._ending.values()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -8,9 +8,9 @@ was 49 KB each (ADR 0012). Here a session opened directly over websocket (the of
 clients' `transports: ["websocket"]`, and our Python client) is served instead by:
 
 - `LeanSocket`: one loop in the connection's ASGI task reading frames; packets written at once,
-  in call order, straight to the connection (no queue, no writer task); the heartbeat from one
-  `TimerHandle` per socket (ping every `ping_interval`; the session closes when the pong has
-  not come `ping_timeout` later).
+  in call order, straight to the connection (no queue, no writer task); the heartbeat from the
+  server's grid of timers (`slots.SlotTimers`, no timer of its own: ping every
+  `ping_interval`; the session closes when the pong has not come `ping_timeout` later).
 - `LeanWebSocketProtocol`: uvicorn's sans-I/O websocket protocol that also writes a frame
   synchronously (the ASGI scope extension `EXTENSION`), receives through a smaller queue, and
   drops the handshake request and response once accepted.
@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
@@ -51,11 +50,14 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.protocol import State
 
+from agenthub.realtime.slots import Slot, SlotTimers
+
 log = logging.getLogger("agenthub.realtime")
 
 EXTENSION = "agenthub.websocket.nowait"  # in the ASGI scope's "extensions": the protocol
 
-# Pings are due on a grid of this step (seconds): see `LeanSocket.schedule_ping`.
+# Pings and pongs' deadlines are due on a grid of this step (seconds): see
+# `LeanSocket.schedule_ping`.
 PING_SLOT_S = 0.05
 
 _PING = packet.Packet(packet.PING)
@@ -257,6 +259,7 @@ class LeanEngineServer(engineio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.closing_tasks: set[asyncio.Task[None]] = set()
+        self.heartbeats: SlotTimers[LeanSocket] = SlotTimers(PING_SLOT_S, LeanSocket.beat)
         # A lean socket's text frames go here first; False means "not mine" (the frame then
         # takes engine.io's and python-socketio's way). Set by LeanSocketIOServer.
         self.on_text: Callable[[str, str], bool] | None = None
@@ -339,7 +342,8 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
         self.closing = False
         self.closed = False
         self.session: dict[str, Any] = {}
-        self._timer: asyncio.Handle | None = None
+        self._timer: asyncio.Handle | None = None  # the close's grace, or the ping's next step
+        self._beat: Slot[LeanSocket] | None = None  # the heartbeat's slot
         self._early: list[Any] | None = []  # written before the websocket was accepted
 
     # ---- engine.io's queue, as fanout.py and admission.py use it ----
@@ -465,21 +469,28 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
             self._arm(self._grace(), self._end)
         self.closed = True
 
-    # ---- heartbeat: one timer, either the next ping or the pong's deadline ----
+    # ---- heartbeat: one slot of the server's grid, either the next ping or the pong's deadline
 
     def schedule_ping(self) -> None:
         """After a pong (and once at the start): the next ping in `ping_interval`, at the
         next `PING_SLOT_S` after it. Pings due within one slot are then written in one
         wake-up of the loop instead of one each: 10,000 sockets ping 400 times a second, and
         the wake-ups were another third of their idle cost (bench/EXPERIMENTS.md, seventh
-        round). A ping that much later is far within the client's allowance (`pingInterval`
-        + `pingTimeout`)."""
+        round); and the socket holds no timer of its own (600 bytes each). A ping that much
+        later is far within the client's allowance (`pingInterval` + `pingTimeout`)."""
         if self.last_ping:
             self.last_ping = None
             self._disarm()
-            loop = asyncio.get_running_loop()
-            due = math.ceil((loop.time() + self.server.ping_interval) / PING_SLOT_S)
-            self._timer = loop.call_at(due * PING_SLOT_S, self._ping)
+            beats = self.server.heartbeats
+            self._beat = beats.add(self, beats.now() + self.server.ping_interval)
+
+    def beat(self) -> None:
+        """The heartbeat's slot has come: the next ping is due, or the pong is overdue."""
+        self._beat = None
+        if self.last_ping is None:
+            self._ping()
+        else:
+            self._pong_overdue()
 
     async def check_ping_timeout(self) -> bool:
         """(engine.io's API; its monitor skips lean sockets, whose timer below closes a
@@ -500,10 +511,10 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
             return
         self.last_ping = time.time()
         self._write(_PING)
-        self._arm(self.server.ping_timeout, self._pong_overdue)
+        beats = self.server.heartbeats
+        self._beat = beats.add(self, beats.now() + self.server.ping_timeout)
 
     def _pong_overdue(self) -> None:
-        self._timer = None
         if self.last_ping is None or self.closing or self.closed:
             return
         task = asyncio.get_running_loop().create_task(self._ping_timed_out())
@@ -525,6 +536,9 @@ class LeanSocket(AsyncSocket):  # type: ignore[misc]
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._beat is not None:
+            self._beat.pop(self, None)
+            self._beat = None
 
 
 class LeanSocketIOServer(socketio.AsyncServer):  # type: ignore[misc]
