@@ -90,6 +90,9 @@ def _options(settings: Settings) -> dict[str, object]:
         # uvicorn's websockets-sansio protocol, which also lets Engine.IO sessions write frames
         # synchronously (realtime/transport.py; ADR 0012).
         "ws": LeanWebSocketProtocol,
+        # The outermost layer returns its next layer's coroutine (RequestContextMiddleware):
+        # not a coroutine function, which uvicorn's guess would take for ASGI 2.
+        "interface": "asgi3",
         "ws_per_message_deflate": False,
         # No websocket-level keepalive from uvicorn (a timer per socket and a ping frame every
         # 20 s each): Engine.IO already pings every SOCKETIO_PING_INTERVAL and closes a peer

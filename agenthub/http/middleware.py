@@ -83,10 +83,14 @@ class RequestContextMiddleware:
         self.security_headers = security_headers
         self.templates = templates
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # (returns the next coroutine rather than awaiting it: a websocket keeps no frame of
+        # this layer for its life, ADR 0012; the server is told the interface is ASGI 3)
         if scope["type"] == "websocket":
-            await self._websocket(scope, receive, send)
-            return
+            return self._websocket(scope, receive, send)
+        return self._other(scope, receive, send)
+
+    async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -138,41 +142,53 @@ class RequestContextMiddleware:
             context.agent_id.reset(agent_token)
             context.request_id.reset(rid_token)
 
-    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """A WebSocket upgrade is answered in HTTP too: the 101 and, where the server lets the
-        app write a refusal (ASGI's `websocket.http.response` extension, which uvicorn has),
-        every refusal carry the request id and security headers like every other answer.
-
-        Engine.IO refuses a bad sid, transport, protocol version or origin by closing before
-        accepting; the server would then answer a bare 403 of its own. Here the 403 keeps its
-        status and gets engine.io's reason as its body, as the polling transport's 400 has."""
+    def _websocket(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         extra = [(b"x-request-id", _request_id(scope).encode()), *self.security_headers]
         can_answer = "websocket.http.response" in (scope.get("extensions") or {})
-        accepted = answered = False
+        return self.app(scope, receive, _UpgradeAnswers(send, extra, can_answer))
 
-        async def send_with_headers(message: Message) -> None:
-            nonlocal accepted, answered
-            if answered:  # the refusal is written: nothing else may follow it
-                return
-            if message["type"] in ("websocket.accept", "websocket.http.response.start"):
-                accepted = True  # (or answered in HTTP by the app itself)
-                message["headers"] = [*message.get("headers", []), *extra]
-            elif message["type"] == "websocket.close" and not accepted and can_answer:
-                answered = True
-                body = str(message.get("reason") or "upgrade refused").encode()
-                headers = [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                    *extra,
-                ]
-                await send(
-                    {"type": "websocket.http.response.start", "status": 403, "headers": headers}
-                )
-                await send({"type": "websocket.http.response.body", "body": body})
-                return
-            await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+class _UpgradeAnswers:
+    """`send` for a WebSocket upgrade, which is answered in HTTP too: the 101 and, where the
+    server lets the app write a refusal (ASGI's `websocket.http.response` extension, which
+    uvicorn has), every refusal carry the request id and security headers like every other
+    answer.
+
+    Engine.IO refuses a bad sid, transport, protocol version or origin by closing before
+    accepting; the server would then answer a bare 403 of its own. Here the 403 keeps its
+    status and gets engine.io's reason as its body, as the polling transport's 400 has.
+
+    An object rather than a closure: it lives as long as the socket, and a closure with its
+    cells cost about 470 bytes per open socket."""
+
+    __slots__ = ("_accepted", "_answered", "_can_answer", "_extra", "_send")
+
+    def __init__(self, send: Send, extra: Headers, can_answer: bool) -> None:
+        self._send = send
+        self._extra = extra
+        self._can_answer = can_answer
+        self._accepted = self._answered = False
+
+    async def __call__(self, message: Message) -> None:
+        if self._answered:  # the refusal is written: nothing else may follow it
+            return
+        if message["type"] in ("websocket.accept", "websocket.http.response.start"):
+            self._accepted = True  # (or answered in HTTP by the app itself)
+            message["headers"] = [*message.get("headers", []), *self._extra]
+        elif message["type"] == "websocket.close" and not self._accepted and self._can_answer:
+            self._answered = True
+            body = str(message.get("reason") or "upgrade refused").encode()
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+                *self._extra,
+            ]
+            await self._send(
+                {"type": "websocket.http.response.start", "status": 403, "headers": headers}
+            )
+            await self._send({"type": "websocket.http.response.body", "body": body})
+            return
+        await self._send(message)
 
 
 def _request_id(scope: Scope) -> str:
