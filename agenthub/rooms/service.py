@@ -13,6 +13,7 @@ from agenthub.agents import store as agents_store
 from agenthub.agents.schemas import AgentPublic, agent_out
 from agenthub.audit import store as audit
 from agenthub.auth.jwt import Principal
+from agenthub.db.coalesce import Coalescer
 from agenthub.db.engine import Database, on_commit
 from agenthub.db.types import as_uuid
 from agenthub.errors import Conflict, Forbidden, NotFound, clip
@@ -32,6 +33,7 @@ class RoomService:
         # A room's slug and kind, by id (neither ever changes): for sends that coordinate.
         self._info: dict[uuid.UUID, tuple[str, str]] = {}
         self.memberships = Memberships()
+        self._room_reads = Coalescer(self._read_room_ids)
 
     def _known_id(self, ref: str) -> uuid.UUID | None:
         """The id `ref` names, when that is known without the database: `ref` itself if it is
@@ -138,13 +140,18 @@ class RoomService:
         return room.id
 
     async def room_ids_of(self, actor: Principal) -> list[uuid.UUID]:
-        """The rooms the actor is a member of: read once per socket handshake, so on the
-        driver's connection (a third of a handshake's CPU through SQLAlchemy)."""
+        """The rooms the actor is a member of: read once per socket handshake, so sockets
+        opening together share a statement (`Coalescer`) on the driver's connection (a third
+        of a handshake's CPU through SQLAlchemy)."""
+        return list(await self._room_reads.get(actor.agent_id) or ())
+
+    async def _read_room_ids(self, agent_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
         since = self.memberships.mark()
         async with self.db.driver_read() as raw:
-            room_ids = await store.room_ids_for_agent(raw, actor.agent_id, self.db.is_sqlite)
-        self.memberships.learned(actor.agent_id, room_ids, since)
-        return room_ids
+            found = await store.room_ids_for_agents(raw, agent_ids, self.db.is_sqlite)
+        for agent_id, room_ids in found.items():
+            self.memberships.learned(agent_id, room_ids, since)
+        return found
 
     async def last_seqs(self, room_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
         """Each room's last seq now: where live delivery of a room starts on a node

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -54,16 +55,29 @@ async def list_all(conn: AsyncConnection) -> Sequence[RowMapping]:
     return (await conn.execute(stmt)).mappings().all()
 
 
-async def room_ids_for_agent(raw: Any, agent_id: uuid.UUID, sqlite: bool) -> list[uuid.UUID]:
-    """The rooms `agent_id` is a member of, on the driver's own connection
-    (`Database.driver_read`): one statement, no transaction, for each socket's handshake."""
-    if sqlite:  # uuids are 32 hex digits there
+async def room_ids_for_agents(
+    raw: Any, agent_ids: Sequence[uuid.UUID], sqlite: bool
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """The rooms each of `agent_ids` is a member of (agents of none left out), on the
+    driver's own connection (`Database.driver_read`): one statement, no transaction, for the
+    handshakes of sockets opening together."""
+    found: dict[uuid.UUID, list[uuid.UUID]] = {}
+    if sqlite:  # uuids are 32 hex digits there; the ids travel as one JSON array
         cursor = await raw.execute(
-            "SELECT room_id FROM room_members WHERE agent_id = ?", (agent_id.hex,)
+            "SELECT agent_id, room_id FROM room_members"
+            " WHERE agent_id IN (SELECT value FROM json_each(?))",
+            (json.dumps([a.hex for a in agent_ids]),),
         )
-        return [uuid.UUID(r[0]) for r in await cursor.fetchall()]
-    rows = await raw.fetch("SELECT room_id FROM room_members WHERE agent_id = $1", agent_id)
-    return [r[0] for r in rows]
+        for agent, room in await cursor.fetchall():
+            found.setdefault(uuid.UUID(agent), []).append(uuid.UUID(room))
+        return found
+    rows = await raw.fetch(
+        "SELECT agent_id, room_id FROM room_members WHERE agent_id = ANY($1::uuid[])",
+        agent_ids,
+    )
+    for agent, room in rows:
+        found.setdefault(agent, []).append(room)
+    return found
 
 
 async def last_seqs(conn: AsyncConnection, room_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:

@@ -100,6 +100,31 @@ async def test_connect_with_auth_token_lists_rooms(server: Server, alice: Agent)
     assert sorted(payload["rooms"]) == sorted([r1["id"], r2["id"]])
 
 
+async def test_sockets_opening_together_each_hear_their_own_rooms(server: Server) -> None:
+    """Handshakes at the same time share their room reads: none hears another agent's."""
+    agents = [server.new_agent() for _ in range(6)]
+    shared = server.new_room(agents[0], agents[1], agents[2])
+    rooms: dict[str, set[str]] = {a.id: set() for a in agents}
+    for member in agents[:3]:
+        rooms[member.id].add(shared["id"])
+    for owner in agents[1:5]:  # agents[5] is in no room; agents[0] only in the shared one
+        rooms[owner.id].add(server.new_room(owner)["id"])
+    rooms[agents[4].id].add(server.new_room(agents[4])["id"])
+
+    async def open_and_hear(agent: Agent) -> tuple[str, Any]:
+        async with connected(server, agent) as c:
+            return agent.id, await next_event(c, "connected")
+
+    heard = await asyncio.wait_for(
+        asyncio.gather(*(open_and_hear(a) for a in agents for _ in range(4))), 3 * WAIT
+    )
+    assert len(heard) == 24
+    for agent_id, payload in heard:
+        assert payload["agentId"] == agent_id
+        assert set(payload["rooms"]) == rooms[agent_id]
+        assert len(payload["rooms"]) == len(rooms[agent_id])
+
+
 async def test_connect_with_query_token(server: Server, alice: Agent) -> None:
     room = server.new_room(alice)
     client = socketio.AsyncSimpleClient()
