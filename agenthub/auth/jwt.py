@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+from jwt.algorithms import HMACAlgorithm
 
 from agenthub.db.types import as_uuid
 from agenthub.errors import Unauthorized
@@ -73,6 +74,11 @@ class SessionSigner:
         # Current first: a JWT without `kid` is most likely signed by the current key.
         keys = [secret, *(p for p in previous if p != secret)]
         self._keys: dict[str, str] = {key_id(k): k for k in keys}
+        self._jwt = jwt.PyJWT()
+        # PyJWS's own registry (public methods); PyJWT keeps its PyJWS in `_jws`, which
+        # tests/test_auth.py checks is what decodes.
+        self._jwt._jws.unregister_algorithm(ALGORITHM)
+        self._jwt._jws.register_algorithm(ALGORITHM, _PreparedKeys(keys))
 
     @property
     def ttl_seconds(self) -> float:
@@ -90,7 +96,9 @@ class SessionSigner:
             "jti": jti,
             "tid": str(token_id),
         }
-        token = jwt.encode(claims, self._secret, algorithm=ALGORITHM, headers={"kid": self._kid})
+        token = self._jwt.encode(
+            claims, self._secret, algorithm=ALGORITHM, headers={"kid": self._kid}
+        )
         return IssuedSession(token=token, jti=jti, expires_at=expires)
 
     def verify(self, token: str) -> Principal:
@@ -123,7 +131,7 @@ class SessionSigner:
             raise Unauthorized("invalid or expired session token")
         for key in candidates:
             try:
-                claims: dict[str, Any] = jwt.decode(
+                claims: dict[str, Any] = self._jwt.decode(
                     token, key, algorithms=[ALGORITHM], options={"require": list(CLAIMS)}
                 )
             except jwt.InvalidSignatureError:
@@ -132,6 +140,20 @@ class SessionSigner:
                 break  # expired or malformed: no other key makes it valid
             return claims
         raise Unauthorized("invalid or expired session token")
+
+
+class _PreparedKeys(HMACAlgorithm):
+    """HS256 with the signer's keys checked once: PyJWT checks an HMAC key on every use (that
+    it is no PEM, SSH or DER key, nor a JWK's JSON), a third of a verification's time, when
+    these keys are the process's own settings and do not change."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        super().__init__(HMACAlgorithm.SHA256)
+        self._prepared = {k: super(_PreparedKeys, self).prepare_key(k) for k in keys}
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        prepared = self._prepared.get(key) if isinstance(key, str) else None
+        return prepared if prepared is not None else super().prepare_key(key)
 
 
 def _unverified_kid(token: str) -> Any:
