@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
@@ -32,6 +33,7 @@ from bench.loadgen import Api, Plan, make_agent, percentile, say, setup, summari
 JS_DIR = Path(__file__).resolve().parent / "js"
 SCRIPT = JS_DIR / "loadgen.mjs"
 RUN_LIMIT_S = 900
+SOCKETS_PER_AGENT = 50  # the connection setting's: 200 agents for 10,000 sockets
 IDLE_WINDOW_S = 25  # longer than one heartbeat period (Engine.IO pings every 25 s, uvicorn's 20 s)
 
 
@@ -167,6 +169,13 @@ def run_messages(
     return summary
 
 
+def connect_agents(sockets: int) -> int:
+    """How many agents the connection setting's sockets belong to: one per SOCKETS_PER_AGENT
+    sockets, or BENCH_CONNECT_AGENTS."""
+    default = max(1, sockets // SOCKETS_PER_AGENT)
+    return max(1, int(os.environ.get("BENCH_CONNECT_AGENTS", str(default))))
+
+
 def run_connections(
     base_url: str,
     admin_token: str,
@@ -176,8 +185,17 @@ def run_connections(
     label: str = "",
 ) -> dict[str, Any]:
     api = Api(base_url, admin_token)
-    jwt = make_agent(api, f"c{uuid.uuid4().hex[:8]}")[1]
-    api.post("/api/v1/rooms", {"slug": f"c{uuid.uuid4().hex[:8]}", "name": "idle"}, jwt)
+
+    def agent_with_a_room(_: int) -> str:
+        jwt = make_agent(api, f"c{uuid.uuid4().hex[:8]}")[1]
+        api.post("/api/v1/rooms", {"slug": f"c{uuid.uuid4().hex[:8]}", "name": "idle"}, jwt)
+        return jwt
+
+    # Socket i is agent i % agents's: with several, sockets opening together are different
+    # agents', as a fleet's are (one agent for all would flatter whatever a server shares
+    # between one agent's handshakes).
+    with ThreadPoolExecutor(8) as pool:
+        jwts = list(pool.map(agent_with_a_room, range(connect_agents(sockets))))
     time.sleep(1)
     rss_before = procstat.rss_bytes(server_pid)
     before = procstat.snapshot(server_pid)
@@ -191,7 +209,8 @@ def run_connections(
             {
                 "mode": "connections",
                 "url": base_url,
-                "jwt": jwt,
+                "jwts": jwts,
+                "first": sum(shares[:i]),
                 "count": n,
                 "concurrency": int(os.environ.get("BENCH_CONCURRENCY", "50")),
             },
@@ -226,6 +245,7 @@ def run_connections(
     return {
         "generator": "socket.io-client (Node)",
         "sockets": sockets,
+        "agents": len(jwts),
         "held": held,
         "failures": sum(r["failures"] for r in reports),
         "connect_wall_s": round(connect_wall, 2),

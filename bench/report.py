@@ -287,8 +287,15 @@ def markdown(
         base = setting.name.split(" · ", 1)[0]
         out += [f"## {setting.name}", "", SETTING_TEXT.get(base, ""), ""]
         if setting.plan is None:
+            agents = max((int(r.get("agents") or 1) for r in res.values()), default=1)
+            whose = (
+                "one agent's JWT"
+                if agents == 1
+                else f"{agents} agents' JWTs ({setting.sockets // agents} sockets each, spread so"
+                " that sockets opening together are different agents')"
+            )
             out += [
-                f"{setting.sockets} sockets, one agent's JWT, opened by 4 processes "
+                f"{setting.sockets} sockets, {whose}, opened by 4 processes "
                 "(50 handshakes in flight each).",
                 "",
             ]

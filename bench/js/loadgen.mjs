@@ -7,7 +7,8 @@
 //   job {"mode":"messages","url":..,"plan":{rooms,agents,messages,window,rate},"agents":[{index,agent_id,room_id,jwt}]}
 //     -> "READY" once every socket is connected; waits for "GO" on stdin; "P <acked> <delivered>"
 //        every 250 ms; "R <json WorkerResult>" at the end.
-//   job {"mode":"connections","url":..,"jwt":..,"count":N,"concurrency":50}
+//   job {"mode":"connections","url":..,"jwts":[..],"first":F,"count":N,"concurrency":50}
+//     (socket F + i opens with jwts[(F + i) % jwts.length]: each agent's sockets spread out)
 //     -> "C <json {connect_times, failures}>" once all are open; waits for "RELEASE"; closes; exits.
 //
 // Times are wall-clock seconds (performance.timeOrigin + performance.now(), sub-millisecond), as
@@ -161,10 +162,11 @@ async function connections(job) {
   let next = 0;
   async function lane() {
     while (next < job.count) {
+      const jwt = job.jwts[(job.first + next) % job.jwts.length];
       next++;
       const t = performance.now();
       try {
-        sockets.push(await open(job.url, job.jwt));
+        sockets.push(await open(job.url, jwt));
         times.push((performance.now() - t) / 1000);
       } catch {
         failures++;
