@@ -200,10 +200,12 @@ async def catch_up(node: Server, agent: Agent, slug: str, after: int) -> list[in
 
 
 async def test_redis_idle_longer_than_the_client_timeouts(pg_url: str, tmp_path: Path) -> None:
-    # This Redis closes client connections idle for a second; redis-py 8's default socket
-    # timeout (5 s) would end an idle blocking read. Both are outlasted here.
+    # This Redis closes client connections idle for 3 seconds; redis-py 8's default socket
+    # timeout (5 s) would end an idle blocking read. Both are outlasted here. (With 1 second, a
+    # node stalled for that long between two commands, as a loaded 2-core CI machine stalls,
+    # had its reader's connection closed: a reconnect this test would count against it.)
     with (
-        redis_child(tmp_path / "redis", "--timeout", "1") as redis,
+        redis_child(tmp_path / "redis", "--timeout", "3") as redis,
         nodes(pg_url, tmp_path, redis.url) as (a, b),
     ):
         alice, bob = a.new_agent(), a.new_agent()
