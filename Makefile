@@ -25,7 +25,8 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Two workers, one test file each: most of the suite waits on real servers and databases.
-PYTEST_ARGS ?= -n 2 --dist loadfile
+# Files in tests/conftest.py's order (slow ones first), not xdist's (most tests first).
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 pytest: $(STAMP) js-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
