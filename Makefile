@@ -25,8 +25,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Two workers, one test file each: most of the suite waits on real servers and databases.
-# Files in tests/conftest.py's order (slow ones first), not xdist's (most tests first).
-PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 pytest: $(STAMP) js-deps
 	$(BIN)/pytest $(PYTEST_ARGS)

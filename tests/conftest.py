@@ -41,29 +41,6 @@ def pytest_report_header() -> str:
     return f"agenthub backends: {', '.join(BACKENDS)}{missing}"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files marked `slow(seconds=...)` first, longest first, then the others by their number
-    of tests, most first; each file's own order kept. `make test` runs whole files on two
-    workers (`--dist loadfile --no-loadscope-reorder`, which takes this order): xdist's own
-    order, by number of tests, left the few-but-long files (containers, secret rotation,
-    session renewal) to the end, where one worker ran them while the other had nothing left."""
-    counts: dict[Path, int] = {}
-    seconds: dict[Path, float] = {}
-    for item in items:
-        counts[item.path] = counts.get(item.path, 0) + 1
-        slow = item.get_closest_marker("slow")
-        if slow is not None:
-            seconds[item.path] = float(slow.kwargs.get("seconds", 1))
-    first_seen = {path: n for n, path in enumerate(counts)}
-    items.sort(
-        key=lambda item: (
-            -seconds.get(item.path, 0.0),
-            -counts[item.path],
-            first_seen[item.path],
-        )
-    )
-
-
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(f"agenthub backends tested: {', '.join(BACKENDS)}")
 

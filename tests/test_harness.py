@@ -19,8 +19,6 @@ from tests.support import (
     wait_ready,
 )
 
-pytestmark = pytest.mark.slow(seconds=45)  # in CI; longest first: tests/conftest.py
-
 
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'agenthub.db'}"

@@ -21,14 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import socketio
 
 from agenthub.client import AgentHubClient, Message
 from tests.client.test_mcp import call, mcp_session
 from tests.support import Agent, Server, start_server, stop_process
-
-pytestmark = pytest.mark.slow(seconds=85)  # in CI; longest first: tests/conftest.py
 
 NS = "/agents"
 TRAFFIC_S = 25.0  # at least this long: five bursts, each followed by an expiry

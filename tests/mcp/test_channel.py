@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.extension import ClientExtension, NotificationBinding
 from pydantic import BaseModel
@@ -20,8 +19,6 @@ from pydantic import BaseModel
 from tests.client.test_mcp import REPO, WAIT, as_agent, call
 from tests.faults import proxy_to
 from tests.support import Agent, Server
-
-pytestmark = pytest.mark.slow(seconds=130)  # in CI; longest first: tests/conftest.py
 
 CHANNEL = "notifications/claude/channel"
 

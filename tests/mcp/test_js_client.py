@@ -14,8 +14,6 @@ import pytest
 
 from tests.support import Agent, Server
 
-pytestmark = pytest.mark.slow(seconds=45)  # in CI; longest first: tests/conftest.py
-
 JS_DIR = Path(__file__).parent.parent / "js"
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import socketio
 import yaml
 
@@ -35,8 +34,6 @@ from tests.observability.monitoring import (
     runbook_anchors,
 )
 from tests.support import Agent, Server, free_port, start_server, stop_process, uniq
-
-pytestmark = pytest.mark.slow(seconds=40)  # in CI; longest first: tests/conftest.py
 
 NS = "/agents"
 WAIT = 10  # seconds: the bound on any single expected event

@@ -28,8 +28,6 @@ from tests.conftest import PG_OK
 from tests.databases import fresh_pg_database, query
 from tests.support import Agent, Server, base_env, cli, start_server, stop_process
 
-pytestmark = pytest.mark.slow(seconds=80)  # in CI; longest first: tests/conftest.py
-
 MAGIC = {"sqlite": b"SQLite format 3\x00", "postgres": b"PGDMP"}
 PRELOAD = 40  # messages acked before the backup starts, at least
 MAX_SENDS_PER_SENDER = 20_000  # bounds each sender's loop; the stop event ends it long before

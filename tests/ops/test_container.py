@@ -23,8 +23,6 @@ import socketio
 from tests.ops import podman as pm
 from tests.support import JWT_SECRET, free_port
 
-pytestmark = pytest.mark.slow(seconds=105)  # in CI; longest first: tests/conftest.py
-
 NS = "/agents"
 WAIT = 15
 

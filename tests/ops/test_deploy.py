@@ -27,8 +27,6 @@ from agenthub.http.proxies import parse_trusted_proxies
 from tests.ops import podman as pm
 from tests.support import base_env, free_port, stop_process
 
-pytestmark = pytest.mark.slow(seconds=20)  # in CI; longest first: tests/conftest.py
-
 ROOT = Path(__file__).resolve().parents[2]
 REQUIRE = os.environ.get("AGENTHUB_REQUIRE_CONTAINERS") == "1"
 

@@ -47,8 +47,6 @@ from tests.support import (
     uniq,
 )
 
-pytestmark = pytest.mark.slow(seconds=60)  # in CI; longest first: tests/conftest.py
-
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "deploy" / "nginx" / "agenthub.conf"
 REQUIRE_NGINX = os.environ.get("AGENTHUB_REQUIRE_NGINX") == "1"

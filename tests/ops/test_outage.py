@@ -19,8 +19,6 @@ import socketio
 from tests.databases import PG_BIN, ThrowawayCluster, query
 from tests.support import Server, start_server, stop_process
 
-pytestmark = pytest.mark.slow(seconds=10)  # in CI; longest first: tests/conftest.py
-
 NS = "/agents"
 DEADLINE_S = 20
 

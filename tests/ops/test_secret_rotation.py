@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import socketio
 
 from agenthub.client import AgentHubClient
@@ -26,8 +25,6 @@ from agenthub.client.errors import ConnectionError, Unavailable
 from agenthub.client.subscription import Subscription
 from tests.faults import proxy_to, restart_server
 from tests.support import Agent, Server, jwt_claims, start_server, stop_process
-
-pytestmark = pytest.mark.slow(seconds=175)  # in CI; longest first: tests/conftest.py
 
 NS = "/agents"
 OLD = "old-secret-" + "o" * 40

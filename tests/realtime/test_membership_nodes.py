@@ -7,11 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.support import start_server, stop_process
-
-pytestmark = pytest.mark.slow(seconds=25)  # in CI; longest first: tests/conftest.py
 
 
 def test_a_member_removed_through_another_node_is_refused_here(

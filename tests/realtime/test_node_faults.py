@@ -29,8 +29,6 @@ from tests.realtime.nodes import (
 )
 from tests.support import Agent, Server
 
-pytestmark = pytest.mark.slow(seconds=55)  # in CI; longest first: tests/conftest.py
-
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:

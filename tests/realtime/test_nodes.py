@@ -26,8 +26,6 @@ from tests.realtime.nodes import (
 )
 from tests.support import Server, start_server, stop_process
 
-pytestmark = pytest.mark.slow(seconds=35)  # in CI; longest first: tests/conftest.py
-
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
