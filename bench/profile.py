@@ -5,6 +5,7 @@ memory per socket; optionally a py-spy profile of the server while it runs.
     python -m bench.profile paced --target pg --repeat 3
     python -m bench.profile paced --target pg --env AGENTHUB_WS=websockets-sansio
     python -m bench.profile connections --target pg --sockets 3000
+    BENCH_CONNECT_AGENTS=1 python -m bench.profile connections  # every socket one agent's
     python -m bench.profile paced --target pg --py-spy /tmp/paced.txt   # collapsed stacks
     BENCH_SPY_RATE=500 python -m bench.profile paced --py-spy /tmp/paced.txt  # samples per second
 
