@@ -16,7 +16,8 @@ class Reads:
     """A `read_many` that answers `key * 10` (odd keys are unknown: left out), holds each read
     until released when `hold` is set, and fails the reads named in `fail_on`."""
 
-    def __init__(self, hold: bool = False) -> None:
+    def __init__(self, hold: bool = False, first_key: int = 2) -> None:
+        self.first_key = first_key
         self.calls: list[list[int]] = []
         self.started = asyncio.Event()
         self.release = asyncio.Event()
@@ -33,6 +34,16 @@ class Reads:
         return {k: k * 10 for k in keys if k % 2 == 0}
 
 
+async def read_in_flight(
+    reads: Reads, max_keys: int = 500
+) -> tuple[Coalescer[int, int], asyncio.Task[int | None]]:
+    """A coalescer whose first read (of `reads.first_key`) is in flight, held."""
+    coalescer = Coalescer(reads, max_keys=max_keys)
+    first = asyncio.create_task(coalescer.get(reads.first_key))
+    await asyncio.wait_for(reads.started.wait(), WAIT)
+    return coalescer, first
+
+
 async def test_a_lone_read_reads_its_own_key() -> None:
     reads = Reads()
     coalescer = Coalescer(reads)
@@ -43,9 +54,7 @@ async def test_a_lone_read_reads_its_own_key() -> None:
 
 async def test_keys_asked_for_during_a_read_share_the_next_one() -> None:
     reads = Reads(hold=True)
-    coalescer = Coalescer(reads)
-    first = asyncio.create_task(coalescer.get(2))
-    await asyncio.wait_for(reads.started.wait(), WAIT)
+    coalescer, first = await read_in_flight(reads)
     later = [asyncio.create_task(coalescer.get(k)) for k in (6, 8, 6, 5)]
     await asyncio.sleep(0)
     reads.release.set()
@@ -55,10 +64,8 @@ async def test_keys_asked_for_during_a_read_share_the_next_one() -> None:
 
 
 async def test_rounds_are_at_most_max_keys() -> None:
-    reads = Reads(hold=True)
-    coalescer = Coalescer(reads, max_keys=2)
-    first = asyncio.create_task(coalescer.get(0))
-    await asyncio.wait_for(reads.started.wait(), WAIT)
+    reads = Reads(hold=True, first_key=0)
+    coalescer, first = await read_in_flight(reads, max_keys=2)
     later = [asyncio.create_task(coalescer.get(k)) for k in (2, 4, 6)]
     await asyncio.sleep(0)
     reads.release.set()
@@ -69,9 +76,7 @@ async def test_rounds_are_at_most_max_keys() -> None:
 async def test_a_failed_read_fails_its_callers_only() -> None:
     reads = Reads(hold=True)
     reads.fail_on = {1}
-    coalescer = Coalescer(reads)
-    first = asyncio.create_task(coalescer.get(2))
-    await asyncio.wait_for(reads.started.wait(), WAIT)
+    coalescer, first = await read_in_flight(reads)
     later = asyncio.create_task(coalescer.get(4))
     await asyncio.sleep(0)
     reads.release.set()
@@ -83,23 +88,19 @@ async def test_a_failed_read_fails_its_callers_only() -> None:
 
 async def test_a_caller_that_gives_up_leaves_the_others_their_answers() -> None:
     reads = Reads(hold=True)
-    coalescer = Coalescer(reads)
-    first = asyncio.create_task(coalescer.get(2))
-    await asyncio.wait_for(reads.started.wait(), WAIT)
+    coalescer, first = await read_in_flight(reads)
     impatient = asyncio.create_task(coalescer.get(4))
     patient = asyncio.create_task(coalescer.get(4))
     await asyncio.sleep(0)
     impatient.cancel()
     reads.release.set()
-    assert await asyncio.wait_for(asyncio.gather(first, patient), WAIT) == [20, 40]
+    assert list(await asyncio.wait_for(asyncio.gather(first, patient), WAIT)) == [20, 40]
     assert impatient.cancelled()
 
 
 async def test_a_stopped_reader_cancels_whoever_waits_for_it() -> None:
     reads = Reads(hold=True)
-    coalescer = Coalescer(reads)
-    first = asyncio.create_task(coalescer.get(2))
-    await asyncio.wait_for(reads.started.wait(), WAIT)
+    coalescer, first = await read_in_flight(reads)
     later = asyncio.create_task(coalescer.get(4))
     await asyncio.sleep(0)
     drain = coalescer._task
