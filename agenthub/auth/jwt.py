@@ -76,7 +76,7 @@ class SessionSigner:
         self._keys: dict[str, str] = {key_id(k): k for k in keys}
         self._jwt = jwt.PyJWT()
         # PyJWS's own registry (public methods); PyJWT keeps its PyJWS in `_jws`, which
-        # tests/test_auth.py checks is what decodes.
+        # tests/test_session_signer.py checks is what decodes.
         self._jwt._jws.unregister_algorithm(ALGORITHM)
         self._jwt._jws.register_algorithm(ALGORITHM, _PreparedKeys(keys))
 
