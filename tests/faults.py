@@ -22,6 +22,7 @@ class _Link:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter
     swallow: bool = False  # the next response on this link is lost
+    hold: asyncio.Event | None = None  # the next response on this link waits for it
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def abort(self) -> None:
@@ -36,6 +37,9 @@ class TcpProxy:
     - `drop_all()`: cut every open connection (a network failure).
     - `lose_next_response(marker)`: the next request containing `marker` reaches the server,
       and its response is cut before the client sees a byte of it.
+    - `hold_next_response(marker)`: the next request containing `marker` reaches the server,
+      and its response waits in the proxy until the returned event is set; `held` counts the
+      responses that arrived to wait (the server has answered: what it read, it has read).
     - `statuses`: the HTTP status of every response that went through (101 for an upgrade to
       a websocket).
     - `refused`: how many connections were closed at once while `refusing`.
@@ -47,11 +51,13 @@ class TcpProxy:
         self.target_port = target_port
         self.refusing = False
         self.lost_responses = 0
+        self.held = 0
         self.statuses: list[int] = []
         self.refused = 0
         self._watched: dict[bytes, int] = {}
         self._progress = asyncio.Event()  # set whenever a status or a watched marker is seen
         self._armed: bytes | None = None
+        self._hold_armed: tuple[bytes, asyncio.Event] | None = None
         self._links: set[_Link] = set()
         self._server: asyncio.Server | None = None
         self.port = 0
@@ -78,6 +84,11 @@ class TcpProxy:
     def lose_next_response(self, marker: bytes) -> None:
         self._armed = marker
 
+    def hold_next_response(self, marker: bytes) -> asyncio.Event:
+        release = asyncio.Event()
+        self._hold_armed = (marker, release)
+        return release
+
     def watch(self, marker: bytes) -> None:
         self._watched[marker] = 0
 
@@ -85,7 +96,8 @@ class TcpProxy:
         return self._watched[marker]
 
     async def until(self, condition: Callable[[], bool]) -> None:
-        """Until `condition()` (of `statuses`, `delivered`) holds; bound it with a timeout."""
+        """Until `condition()` (of `statuses`, `delivered`, `held`) holds; bound it with a
+        timeout."""
         while not condition():
             self._progress.clear()
             await self._progress.wait()
@@ -127,6 +139,13 @@ class TcpProxy:
                 if upstream and self._armed is not None and self._armed in data:
                     self._armed = None
                     link.swallow = True
+                if upstream and self._hold_armed is not None and self._hold_armed[0] in data:
+                    link.hold, self._hold_armed = self._hold_armed[1], None
+                if not upstream and link.hold is not None:
+                    release, link.hold = link.hold, None
+                    self.held += 1
+                    self._progress.set()
+                    await release.wait()
                 if not upstream:
                     if link.swallow:
                         self.lost_responses += 1

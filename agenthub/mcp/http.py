@@ -236,7 +236,7 @@ class McpEdge:
 
         await manager.handle_request(scope, receive, watch)
         if opened:
-            await self._present(opened[0])
+            self._present(opened[0])
 
     async def _in_session(
         self,
@@ -308,17 +308,10 @@ class McpEdge:
         url = f"http://{self.settings.host}:{self.settings.port}{MCP_PATH}"
         return ServiceBackend(services, principal, url, self.signals, present)
 
-    async def _present(self, key: str) -> None:
+    def _present(self, key: str) -> None:
         state = self.sessions.get(key)
-        if state is None or self.hub is None or self._services is None:
-            return
-        try:
-            rooms = await self._services.rooms.room_ids_of(state.principal)
-        except AppError as exc:
-            log.warning("MCP session not present in its rooms: %s", exc.code)
-            return
-        if key in self.sessions:  # (not ended meanwhile)
-            self.hub.hold_presence(state.presence_key, state.principal, rooms)
+        if state is not None and self.hub is not None:
+            self.hub.hold_presence(state.presence_key, state.principal)
 
     def _end(self, key: str) -> None:
         state = self.sessions.pop(key, None)

@@ -43,10 +43,13 @@ class Handshake:
         hub.sockets[sid] = state
         running.lifetimes.track(sid, principal)
         hub.metrics.agents_connected.set(len(hub.sockets))
+        hub.opening[sid] = left = set[str]()
         try:
             hub.fanout.enter(sid, agent_room(principal.agent_id))
             room_ids = await running.services.rooms.room_ids_of(principal)
-            rooms = [str(r) for r in room_ids]
+            # A removal that committed while the rooms were read may be missing from what was
+            # read: the hub noted it here (`_remove_here`), and the socket stays out.
+            rooms = [str(r) for r in room_ids if str(r) not in left]
             for room in rooms:
                 hub.fanout.enter(sid, room)
             # With several nodes: where each room's live delivery starts on this node, before
@@ -58,6 +61,7 @@ class Handshake:
                 raise refused
             # Straight onto the socket, like every hub event (python-socketio's emit would
             # spawn a task and wait for it).
+            rooms = [room for room in rooms if room not in left]  # (left since it entered)
             hub.fanout.emit("connected", {"agentId": state.agent_id, "rooms": rooms}, sid)
         except Exception as exc:
             hub.sockets.pop(sid, None)
@@ -67,6 +71,8 @@ class Handshake:
             if not isinstance(exc, AppError):
                 log.error("connect failed: %s", type(exc).__name__)
             raise socketio.exceptions.ConnectionRefusedError(reason) from None
+        finally:
+            hub.opening.pop(sid, None)
         hub.admission.authenticated(environ)
 
     @staticmethod

@@ -101,6 +101,9 @@ class Hub:
         self.admission.install(self.sio.eio)
         self.running_with: Running | None = None
         self.sockets: dict[str, SocketState] = {}
+        # Sockets whose handshake has not yet said `connected` -> rooms their agent left
+        # meanwhile: its read of the rooms may predate the removal (`Handshake.on_connect`).
+        self.opening: dict[str, set[str]] = {}
         self.fanout = Fanout(self.sio)
         self.presence = self._presence_keeper(None)
         # Several nodes (REDIS_URL): built when the hub starts running.
@@ -335,13 +338,15 @@ class Hub:
         """Put the agent's sockets of this process in the room, then tell them."""
         self._changes += 1
         room_id = room["id"]
-        mine = self._sockets_of(agent_id)
+        mine, holders = self._sockets_of(agent_id), self._holders_of(agent_id)
         for state in mine:
             self.fanout.enter(state.sid, room_id)
+        for state in [*mine, *holders]:
+            self.opening.get(state.sid, set()).discard(room_id)
         if mine and self.delivery is not None and self.delivery.open(room_id):
             self._spawn(self._ready([room_id]))
         self.fanout.emit("room:added", room, agent_room(agent_id))
-        for holder in self._holders_of(agent_id):
+        for holder in holders:
             self._spawn(self._hold(holder, [room_id]))
 
     def _remove_here(self, agent_id: str, room_id: str) -> None:
@@ -352,11 +357,14 @@ class Hub:
         self.fanout.emit("room:removed", {"roomId": room_id}, agent_room(agent_id))
         for state in [*mine, *self._holders_of(agent_id)]:
             self.presence.leave(state, room_id)
+            left = self.opening.get(state.sid)
+            if left is not None:
+                left.add(room_id)
 
     def _holders_of(self, agent_id: str) -> list[SocketState]:
         return [h for h in self._holders.values() if h.agent_id == agent_id]
 
-    def hold_presence(self, key: str, principal: Principal, room_ids: list[uuid.UUID]) -> None:
+    def hold_presence(self, key: str, principal: Principal) -> None:
         """Make the agent present in its rooms (and those it is added to) until
         `release_presence(key)`: for a connection that is not a socket, an MCP session over
         HTTP. `key` must not collide with a socket id (prefix it)."""
@@ -364,11 +372,25 @@ class Hub:
         # not in `sockets`, so the sweep never drops it and no event reaches it.
         holder = SocketState(key, principal, SlidingWindow(1))
         self._holders[key] = holder
-        self._spawn(self._hold(holder, [str(r) for r in room_ids]))
+        self._spawn(self._hold_rooms(holder))
 
-    async def _hold(self, holder: SocketState, room_ids: list[str]) -> None:
+    async def _hold_rooms(self, holder: SocketState) -> None:
+        """The holder present in the rooms its agent is in, read now: as for a socket's
+        handshake, a removal while they are read or joined is noted in `opening`, and kept."""
+        assert self.running_with is not None
+        self.opening[holder.sid] = left = set[str]()
+        try:
+            room_ids = await self.running_with.services.rooms.room_ids_of(holder.principal)
+            await self._hold(holder, [str(r) for r in room_ids], left)
+        finally:
+            self.opening.pop(holder.sid, None)
+
+    async def _hold(
+        self, holder: SocketState, room_ids: list[str], left: set[str] | None = None
+    ) -> None:
         for room_id in room_ids:
-            if self._holders.get(holder.sid) is holder:  # (not released meanwhile)
+            # (not released meanwhile, and not removed from the room since it was read)
+            if self._holders.get(holder.sid) is holder and room_id not in (left or ()):
                 await self.presence.join(holder, room_id)
 
     def release_presence(self, key: str) -> None:
