@@ -101,8 +101,9 @@ class Hub:
         self.admission.install(self.sio.eio)
         self.running_with: Running | None = None
         self.sockets: dict[str, SocketState] = {}
-        # Sockets whose handshake has not yet said `connected` -> rooms their agent left
-        # meanwhile: its read of the rooms may predate the removal (`Handshake.on_connect`).
+        # Connections still opening (a socket until its handshake says `connected`, a
+        # presence holder until it has joined its rooms) -> rooms their agent left meanwhile:
+        # their read of the rooms may predate the removal (`Handshake.on_connect`).
         self.opening: dict[str, set[str]] = {}
         self.fanout = Fanout(self.sio)
         self.presence = self._presence_keeper(None)

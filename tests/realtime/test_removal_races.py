@@ -3,10 +3,11 @@ socket's handshake, or an MCP session over HTTP making its agent present.
 
 The read may have seen the database before the removal; the removal's announcement reaches the
 hub while that read is on its way back. Neither may put the agent back in the room the removal
-took away (the socket in its fan-out, the session in its presence). To make that moment happen every time, the server reaches PostgreSQL through
-a TCP proxy that holds the room read's answer until the removal has committed: only the network
-between the server and its database is steered, so this runs on PostgreSQL alone (SQLite has
-no such link; the handshake's code is the same on both)."""
+took away (the socket in its fan-out, the session in its presence). To make that moment happen
+every time, the server reaches PostgreSQL through a TCP proxy that holds the room read's answer
+until the removal has committed: only the network between the server and its database is
+steered, so this runs on PostgreSQL alone (SQLite has no such link; the hub's code is the same
+on both)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ from urllib.parse import urlparse
 import pytest
 import socketio
 
+from tests.client.test_mcp import call
 from tests.conftest import SERVER_ENV
 from tests.databases import fresh_pg_database, need_pg
 from tests.faults import TcpProxy
-from tests.client.test_mcp import call
 from tests.mcp.test_http_endpoint import remote
 from tests.realtime.test_realtime import NS, WAIT, connected, next_event
 from tests.support import Agent, Server, start_server, stop_process
