@@ -55,8 +55,9 @@ class Coalescer(Generic[K, V]):
                                 future.set_exception(exc)
                     continue
                 except BaseException:  # cancelled (the server stopping): so are its waiters
-                    for key, futures in batch.items():
-                        self._waiting.setdefault(key, []).extend(futures)
+                    for futures in batch.values():
+                        for future in futures:
+                            future.cancel()
                     raise
                 for key, futures in batch.items():
                     value = found.get(key)
@@ -65,7 +66,7 @@ class Coalescer(Generic[K, V]):
                             future.set_result(value)
         finally:
             self._task = None
-            for futures in self._waiting.values():  # only when cancelled
+            for futures in self._waiting.values():  # only when cancelled: the next round's
                 for future in futures:
                     future.cancel()
             self._waiting.clear()
