@@ -378,10 +378,12 @@ class Hub:
     async def _hold_rooms(self, holder: SocketState) -> None:
         """The holder present in the rooms its agent is in, read now: as for a socket's
         handshake, a removal while they are read or joined is noted in `opening`, and kept."""
-        assert self.running_with is not None
+        running = self.running_with
+        if running is None:  # (stopped meanwhile)
+            return
         self.opening[holder.sid] = left = set[str]()
         try:
-            room_ids = await self.running_with.services.rooms.room_ids_of(holder.principal)
+            room_ids = await running.services.rooms.room_ids_of(holder.principal)
             await self._hold(holder, [str(r) for r in room_ids], left)
         finally:
             self.opening.pop(holder.sid, None)
