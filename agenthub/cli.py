@@ -24,6 +24,8 @@ import typer
 from agenthub.client import cli as agent_cli
 
 if TYPE_CHECKING:
+    from agenthub.agents.schemas import AgentPublic
+    from agenthub.auth.schemas import TokenIssued
     from agenthub.config import Settings
     from agenthub.services import Services
 
@@ -304,9 +306,12 @@ def agents_create(
     name: Annotated[str, typer.Argument(help="A slug: lowercase letters, digits, dashes.")],
     display_name: Annotated[str | None, typer.Option("--display-name", "-d")] = None,
     admin: Annotated[bool, typer.Option("--admin", help="Give it the admin role.")] = False,
+    token: Annotated[
+        bool, typer.Option("--token", help="Also issue its first API token, printed only once.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create an agent."""
+    """Create an agent (and, with --token, its first API token)."""
     from pydantic import ValidationError
 
     from agenthub.agents.schemas import AgentCreate
@@ -329,10 +334,18 @@ def agents_create(
         raise fail(
             describe_validation(errors).replace("field 'display_name'", "--display-name"), 2
         ) from None
-    agent = run_with_services(
-        lambda s: s.agents.create(None, body.name, body.display_name, body.role)
-    )
-    emit(as_json, dump(agent), f"created agent '{agent.name}' ({agent.role}) {agent.id}")
+
+    async def work(services: Services) -> tuple[AgentPublic, TokenIssued | None]:
+        agent = await services.agents.create(None, body.name, body.display_name, body.role)
+        issued = await services.auth.issue_token(None, str(agent.id), None) if token else None
+        return agent, issued
+
+    agent, issued = run_with_services(work)
+    human = f"created agent '{agent.name}' ({agent.role}) {agent.id}"
+    if issued is None:
+        emit(as_json, dump(agent), human)
+    else:  # the token alone on the last line, for `| tail -n 1`
+        emit(as_json, {**dump(agent), "token": dump(issued)}, f"{human}\n{issued.token}")
 
 
 @agents_app.command("list")

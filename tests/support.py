@@ -349,11 +349,10 @@ def start_server(
     data_dir.mkdir(parents=True, exist_ok=True)
     env = base_env(database_url, data_dir, **extra_env)
     admin_name = uniq("root")
-    made = cli(env, "agents", "create", admin_name, "--admin", "--json")
+    made = cli(env, "agents", "create", admin_name, "--admin", "--token", "--json")
     assert made.returncode == 0, made.stderr
-    issued = cli(env, "tokens", "issue", admin_name, "--json")
-    assert issued.returncode == 0, issued.stderr
-    token = json.loads(issued.stdout)["token"]
+    agent = json.loads(made.stdout)
+    token = agent["token"]["token"]
 
     for attempt in range(1, START_ATTEMPTS + 1):
         port = free_port()
@@ -371,7 +370,6 @@ def start_server(
             stop_process(proc)
             raise
     api = ApiClient(base_url, client_address)
-    agent = json.loads(made.stdout)
     admin = Agent(agent["id"], admin_name, "admin", token, api.login(token), api, renewing=True)
     return Server(backend, base_url, database_url, env, proc, log_path, api, admin)
 

@@ -129,6 +129,27 @@ def test_agents_create_and_list(env: dict[str, str]) -> None:
     assert worker["id"] in table
 
 
+def test_agents_create_with_its_first_token(env: dict[str, str]) -> None:
+    made = ok_json(env, "agents", "create", "starter", "--admin", "--token")
+    issued = made.pop("token")
+    assert set(made) == {"id", "name", "displayName", "role", "createdAt"}
+    assert made["role"] == "admin"
+    assert TOKEN_RE.match(issued["token"]), issued
+    assert issued["prefix"] == issued["token"][:10]
+    # The human form ends with the token alone on its line, for `| tail -n 1`.
+    human = ok(cli(env, "agents", "create", "second", "--token")).stdout.splitlines()
+    assert "second" in human[0]
+    assert TOKEN_RE.match(human[-1]), human
+    for name, token in (("starter", issued["token"]), ("second", human[-1])):
+        [listed] = ok_json(env, "tokens", "list", name)
+        assert listed["prefix"] == token[:10]
+    # Refused as without --token: nothing created, no token issued.
+    dup = cli(env, "agents", "create", "starter", "--token")
+    assert "starter" in one_error_line(dup)
+    assert dup.stdout == ""
+    assert len(ok_json(env, "tokens", "list", "starter")) == 1
+
+
 def test_agents_create_duplicate_is_one_clear_error(env: dict[str, str]) -> None:
     ok_json(env, "agents", "create", "twin")
     dup = cli(env, "agents", "create", "twin", "--admin")

@@ -186,18 +186,15 @@ def start_nodes(
     first.mkdir(parents=True, exist_ok=True)
     env = base_env(database_url, first, **settings)
     admin_name = uniq("root")
-    made = cli(env, "agents", "create", admin_name, "--admin", "--json")
+    made = cli(env, "agents", "create", admin_name, "--admin", "--token", "--json")
     assert made.returncode == 0, made.stderr
-    with ThreadPoolExecutor(count + 1) as pool:
-        issued = pool.submit(cli, env, "tokens", "issue", admin_name, "--json")
+    agent = json.loads(made.stdout)
+    token = agent["token"]["token"]
+    with ThreadPoolExecutor(count) as pool:
         spawned = [
             pool.submit(_serve, database_url, workdir / f"node{i}", settings) for i in range(count)
         ]
         done = [f.result() for f in spawned]
-        token_out = issued.result()
-    assert token_out.returncode == 0, token_out.stderr
-    token = json.loads(token_out.stdout)["token"]
-    agent = json.loads(made.stdout)
     servers = []
     for base_url, node_env, proc, log_path in done:
         api = ApiClient(base_url)
