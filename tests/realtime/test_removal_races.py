@@ -16,6 +16,7 @@ import struct
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -28,6 +29,8 @@ from tests.faults import TcpProxy
 from tests.mcp.test_http_endpoint import remote
 from tests.realtime.test_realtime import NS, WAIT, connected, next_event
 from tests.support import Agent, Server, start_server, stop_process
+
+Room = dict[str, Any]
 
 
 def rooms_read_of(agent: Agent) -> bytes:
@@ -64,14 +67,29 @@ async def proxied(pg_url: str, tmp_path: Path) -> AsyncIterator[tuple[Server, Tc
         await proxy.close()
 
 
+def two_members_of_two_rooms(server: Server) -> tuple[Agent, Agent, Room, Room]:
+    alice, bob = server.new_agent(), server.new_agent()
+    return alice, bob, server.new_room(alice, bob), server.new_room(alice, bob)
+
+
+async def remove_while_held(
+    server: Server, proxy: TcpProxy, release: asyncio.Event, agent: Agent, room: Room
+) -> None:
+    """Once the database has answered the held read (the agent still a member then), remove
+    the agent from the room over REST, then let the read's answer go on."""
+    await asyncio.wait_for(proxy.until(lambda: proxy.held == 1), WAIT)
+    removed = await asyncio.to_thread(
+        server.admin.delete, f"/api/v1/rooms/{room['id']}/members/{agent.name}"
+    )
+    assert removed.status_code == 204, removed.text
+    release.set()
+
+
 async def test_a_removal_while_the_rooms_are_read_keeps_the_socket_out(
     proxied: tuple[Server, TcpProxy],
 ) -> None:
     server, proxy = proxied
-    alice, bob = await asyncio.to_thread(lambda: (server.new_agent(), server.new_agent()))
-    room, other = await asyncio.to_thread(
-        lambda: (server.new_room(alice, bob), server.new_room(alice, bob))
-    )
+    alice, bob, room, other = await asyncio.to_thread(two_members_of_two_rooms, server)
     release = proxy.hold_next_response(rooms_read_of(bob))
     client = socketio.AsyncSimpleClient()
     opening = asyncio.create_task(
@@ -84,13 +102,7 @@ async def test_a_removal_while_the_rooms_are_read_keeps_the_socket_out(
         )
     )
     try:
-        # The database has answered the read (Bob still a member then); the answer waits.
-        await asyncio.wait_for(proxy.until(lambda: proxy.held == 1), WAIT)
-        removed = await asyncio.to_thread(
-            server.admin.delete, f"/api/v1/rooms/{room['id']}/members/{bob.name}"
-        )
-        assert removed.status_code == 204, removed.text
-        release.set()
+        await remove_while_held(server, proxy, release, bob, room)
         await asyncio.wait_for(opening, WAIT)
         hello = await next_event(client, "connected")
         assert hello == {"agentId": bob.id, "rooms": [other["id"]]}
@@ -115,19 +127,11 @@ async def test_a_removal_while_the_rooms_are_read_keeps_an_mcp_session_absent(
     proxied: tuple[Server, TcpProxy],
 ) -> None:
     server, proxy = proxied
-    alice, bob = await asyncio.to_thread(lambda: (server.new_agent(), server.new_agent()))
-    room, other = await asyncio.to_thread(
-        lambda: (server.new_room(alice, bob), server.new_room(alice, bob))
-    )
+    alice, bob, room, other = await asyncio.to_thread(two_members_of_two_rooms, server)
     release = proxy.hold_next_response(rooms_read_of(bob))
     try:
         async with remote(server, bob.token) as session:
-            await asyncio.wait_for(proxy.until(lambda: proxy.held == 1), WAIT)
-            removed = await asyncio.to_thread(
-                server.admin.delete, f"/api/v1/rooms/{room['id']}/members/{bob.name}"
-            )
-            assert removed.status_code == 204, removed.text
-            release.set()
+            await remove_while_held(server, proxy, release, bob, room)
             async with remote(server, alice.token) as watcher:
                 # Once Bob is present in the room he is still in, his session has joined
                 # what it read (one room after the other, each a step of the same task)...
