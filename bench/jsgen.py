@@ -104,7 +104,7 @@ def run_messages(
     base_url: str,
     admin_token: str,
     plan: Plan,
-    server_pid: int | None,
+    server_pid: procstat.Pids,
     label: str = "",
     at_go: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
@@ -181,7 +181,7 @@ def run_connections(
     admin_token: str,
     sockets: int,
     processes: int,
-    server_pid: int | None,
+    server_pid: procstat.Pids,
     label: str = "",
 ) -> dict[str, Any]:
     api = Api(base_url, admin_token)
@@ -232,9 +232,9 @@ def run_connections(
         time.sleep(3)
         rss_after = procstat.rss_bytes(server_pid)
         # Idle cost: the server's CPU while every socket is open and quiet (heartbeats only).
-        idle_from = procstat.cpu_seconds(server_pid) if server_pid else 0.0
+        idle_from = procstat.cpu_of(server_pid)
         time.sleep(IDLE_WINDOW_S)
-        idle_cpu = (procstat.cpu_seconds(server_pid) if server_pid else 0.0) - idle_from
+        idle_cpu = procstat.cpu_of(server_pid) - idle_from
         for p in procs:
             p.tell("RELEASE")
     finally:

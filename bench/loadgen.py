@@ -445,7 +445,7 @@ def run_connections(
     admin_token: str,
     sockets: int,
     processes: int,
-    server_pid: int | None,
+    server_pid: procstat.Pids,
     label: str = "",
 ) -> dict[str, Any]:
     api = Api(base_url, admin_token)

@@ -6,6 +6,7 @@ ratios against the targets.
 
     make bench                      # the whole matrix (node-ref only with AGENTHUB_NODE_REF)
     python -m bench.matrix --quick  # a smaller matrix, to try the tooling
+    python -m bench.matrix --render bench/results.json  # the report again, measuring nothing
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import platform
 import re
 import secrets
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -185,7 +187,7 @@ def agenthub(database_url: str, workdir: Path, nodes: int = 1) -> Iterator[Runni
             log = workdir / f"agenthub-{n}.log"
             with log.open("wb") as out:
                 proc = subprocess.Popen(
-                    [*cli, "serve"], env=node_env, stdout=out, stderr=subprocess.STDOUT
+                    serve_command(cli, node_env), env=node_env, stdout=out, stderr=subprocess.STDOUT
                 )
             stack.callback(stop, proc)
             url = f"http://127.0.0.1:{node_env['PORT']}"
@@ -197,8 +199,30 @@ def agenthub(database_url: str, workdir: Path, nodes: int = 1) -> Iterator[Runni
             token,
             proc,
             receive_url=others[-1][0] if others else None,
-            pids=[p.pid for _, p in started],
+            pids=[pid for _, p in started for pid in process_tree(p.pid)],
         )
+
+
+def serve_command(cli: list[str], env: dict[str, str]) -> list[str]:
+    """`agenthub serve`, or the command in BENCH_SERVE: the same app under another ASGI server,
+    for the experiments that compare them, e.g.
+    `granian --interface asgi --factory --host {host} --port {port} agenthub.server:reloadable_app`
+    ({host} and {port} are the node's)."""
+    template = os.environ.get("BENCH_SERVE", "").strip()
+    if not template:
+        return [*cli, "serve"]
+    return shlex.split(template.format(host=env["HOST"], port=env["PORT"]))
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants: a server that serves from worker processes is measured whole."""
+    pids, i = [pid], 0
+    while i < len(pids):
+        for task in Path(f"/proc/{pids[i]}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                pids += [int(c) for c in task.read_text().split()]
+        i += 1
+    return pids
 
 
 @contextmanager
@@ -359,9 +383,10 @@ def _measure(ctx: Any, target: str, setting: Setting) -> dict[str, Any]:
     label = f"[{target} / {setting.name}]"
     gen: Any = jsgen if setting.generator == "js" else loadgen
     with ctx as server:
+        pids = server.pids or server.proc.pid  # every node's, every worker's
         if setting.plan is None:
             result: dict[str, Any] = gen.run_connections(
-                server.url, server.admin_token, setting.sockets, 4, server.proc.pid, label
+                server.url, server.admin_token, setting.sockets, 4, pids, label
             )
         elif server.receive_url is not None:
             # Two nodes (senders on A, receivers on B): the Python generator's split roles.
@@ -369,14 +394,12 @@ def _measure(ctx: Any, target: str, setting: Setting) -> dict[str, Any]:
                 server.url,
                 server.admin_token,
                 setting.plan,
-                server.pids or server.proc.pid,
+                pids,
                 label,
                 receive_url=server.receive_url,
             )
         else:
-            result = gen.run_messages(
-                server.url, server.admin_token, setting.plan, server.proc.pid, label
-            )
+            result = gen.run_messages(server.url, server.admin_token, setting.plan, pids, label)
     # On a shared machine latency says little: every figure carries the load it was taken under.
     result["load_average"] = " / ".join(Path("/proc/loadavg").read_text().split()[:3])
     return result
@@ -487,7 +510,19 @@ def main() -> None:
     )
     parser.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
     parser.add_argument("--json", dest="json_out", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument(
+        "--render",
+        metavar="JSON",
+        help="measure nothing: write --out again from a run's --json (after bench/EXPERIMENTS.md "
+        "has changed)",
+    )
     args = parser.parse_args()
+    if args.render:
+        saved = json.loads(Path(args.render).read_text())
+        every = with_generators(settings(saved["quick"]), list(GENERATORS))
+        chosen = [s for s in every if s.name in saved["results"]]
+        write_report(Path(args.out), saved, chosen)
+        return
     chosen = settings(args.quick)
     if args.only:
         chosen = [s for s in chosen if s.name in args.only.split(",")]
@@ -524,16 +559,28 @@ def main() -> None:
                 say(json.dumps({setting.name: {target: got}})[:400])
         for target, measured in runs.items():
             results[setting.name][target] = median_run(measured)
-    elapsed = time.time() - started
     facts["load average at end (1, 5, 15 min)"] = load_average()
-    command = " ".join(["python -m bench.matrix", *sys.argv[1:]])
-    Path(args.json_out).write_text(json.dumps({"facts": facts, "results": results}, indent=2))
+    saved = {
+        "facts": facts,
+        "results": results,
+        "command": " ".join(["python -m bench.matrix", *sys.argv[1:]]),
+        "elapsed": time.time() - started,
+        "quick": args.quick,
+    }
+    Path(args.json_out).write_text(json.dumps(saved, indent=2))
+    write_report(Path(args.out), saved, chosen)
+    say(f"wrote {args.out} and {args.json_out} in {saved['elapsed']:.0f}s")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def write_report(out: Path, saved: dict[str, Any], chosen: list[Setting]) -> None:
     from bench.search_inbox import kept_section  # its own section, written by its own run
 
-    kept = kept_section(Path(args.out))
-    Path(args.out).write_text(report.markdown(facts, results, chosen, command, elapsed) + kept)
-    say(f"wrote {args.out} and {args.json_out} in {elapsed:.0f}s")
-    shutil.rmtree(work, ignore_errors=True)
+    kept = kept_section(out)
+    text = report.markdown(
+        saved["facts"], saved["results"], chosen, saved["command"], saved["elapsed"]
+    )
+    out.write_text(text + kept)
 
 
 if __name__ == "__main__":

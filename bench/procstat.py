@@ -35,6 +35,11 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / TICK
 
 
+def cpu_of(pids: Pids) -> float:
+    """User + system CPU of a server's processes, summed."""
+    return sum(cpu_seconds(p) for p in _pids(pids))
+
+
 def database_pids() -> list[int]:
     """Every PostgreSQL server process on the machine (the benchmark's database is one of them)."""
     pids = []
@@ -52,7 +57,7 @@ def snapshot(server_pid: Pids) -> Snapshot:
     """CPU so far of the server (all its nodes), the database, and this process (workers report
     their own)."""
     return Snapshot(
-        server=sum(cpu_seconds(p) for p in _pids(server_pid)),
+        server=cpu_of(server_pid),
         database=sum(cpu_seconds(p) for p in database_pids()),
         generator=cpu_seconds(os.getpid()),
     )

@@ -3,7 +3,9 @@ much on how busy the machine is: server CPU per message (or per connection set-u
 memory per socket; optionally a py-spy profile of the server while it runs.
 
     python -m bench.profile paced --target pg --repeat 3
-    python -m bench.profile paced --target pg --env AGENTHUB_WS=websockets-sansio
+    python -m bench.profile paced --target pg --env SOCKETIO_PING_INTERVAL=5
+    BENCH_SERVE='granian --interface asgi --factory --host {host} --port {port} \\
+        agenthub.server:reloadable_app' python -m bench.profile fan-out  # another ASGI server
     python -m bench.profile connections --target pg --sockets 3000
     BENCH_CONNECT_AGENTS=1 python -m bench.profile connections  # every socket one agent's
     python -m bench.profile paced --target pg --py-spy /tmp/paced.txt   # collapsed stacks
@@ -73,6 +75,7 @@ def _measure(
 ) -> dict[str, Any]:
     gen: Any = jsgen if setting.generator == "js" else loadgen
     with ctx as server:
+        pids = server.pids or server.proc.pid  # every process serving, when there are several
         spies: list[subprocess.Popen[bytes]] = []
         xacts: list[int] = []
 
@@ -94,16 +97,14 @@ def _measure(
             if setting.plan is None:
                 start_spy()
                 result: dict[str, Any] = gen.run_connections(
-                    server.url, server.admin_token, setting.sockets, 4, server.proc.pid
+                    server.url, server.admin_token, setting.sockets, 4, pids
                 )
             elif gen is jsgen:
                 result = jsgen.run_messages(
-                    server.url, server.admin_token, setting.plan, server.proc.pid, "", start_spy
+                    server.url, server.admin_token, setting.plan, pids, "", start_spy
                 )
             else:
-                result = gen.run_messages(
-                    server.url, server.admin_token, setting.plan, server.proc.pid
-                )
+                result = gen.run_messages(server.url, server.admin_token, setting.plan, pids)
         finally:
             for spy in spies:
                 spy.send_signal(signal.SIGINT)

@@ -3,6 +3,12 @@ AGENTHUB_NODE_REF the matrix runs AgentHub's own rows and says so (no path outsi
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -226,3 +232,73 @@ def test_several_runs_of_the_connections_setting_report_their_medians() -> None:
         "| set-ups per second of each run (rate, CPU and KB per socket: medians) "
         "| 500.0 / 400.0 / 600.0 |" in table
     )
+
+
+# ---- the report again from a saved run; another ASGI server ----
+
+
+def test_a_saved_run_renders_the_same_report_with_the_experiments_of_now(tmp_path: Path) -> None:
+    """`--render`: bench/EXPERIMENTS.md written after a run still reaches docs/BENCHMARKS.md,
+    with the run's own command, duration and settings."""
+
+    def row(p50: float, p99: float, cpu_s: float) -> dict[str, object]:
+        return {
+            **_paced(p50, p99, cpu_s),
+            "throughput": 100.0,
+            "ack_ms": {"50": p50, "90": p99, "99": p99},
+            "cpu": {"server_s": cpu_s, "database_s": 1.0, "generator_s": 1.0},
+            "deliveries": 5000,
+            "complete": True,
+            "seconds": 10.0,
+            "server_rss_mb": 200.0,
+            "problems": [],
+            "failed": {},
+        }
+
+    saved = {
+        "facts": {"cpu": "x, 2 cores"},
+        "results": {"paced": {report.PG: row(2.0, 9.0, 3.0), report.NODE: row(3, 20, 5)}},
+        "command": "python -m bench.matrix --quick --only paced",
+        "elapsed": 90.0,
+        "quick": True,
+    }
+    (tmp_path / "run.json").write_text(json.dumps(saved))
+    out = tmp_path / "BENCHMARKS.md"
+    subprocess.run(
+        [sys.executable, "-m", "bench.matrix", "--render", str(tmp_path / "run.json"),
+         "--out", str(out)],
+        cwd=matrix.ROOT,
+        check=True,
+        timeout=60,
+    )  # fmt: skip
+    text = out.read_text()
+    assert "# this run: python -m bench.matrix --quick --only paced  (1.5 minutes)" in text
+    assert "## paced\n" in text
+    assert "## saturation\n" not in text
+    assert "2 rooms x 5 agents, 20 messages per agent" in text  # the quick plan's
+    assert "| paced: AgentHub / node-ref p99 send→delivery | 0.45 | ≤ 0.50 | yes |" in text
+    assert text.rstrip().endswith(report.EXPERIMENTS.read_text().rstrip().splitlines()[-1])
+
+
+def test_another_asgi_server_is_measured_with_every_process_it_serves_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = {"HOST": "127.0.0.1", "PORT": "8123"}
+    assert matrix.serve_command(["py", "-m", "agenthub"], env) == ["py", "-m", "agenthub", "serve"]
+    monkeypatch.setenv("BENCH_SERVE", "granian --host {host} --port {port} --factory x:app")
+    assert matrix.serve_command(["py"], env) == [
+        "granian", "--host", "127.0.0.1", "--port", "8123", "--factory", "x:app"
+    ]  # fmt: skip
+    # A supervisor and its workers: the CPU and memory measured are all of theirs.
+    supervisor = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60 & wait"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(tree := matrix.process_tree(supervisor.pid)) < 3:
+            assert time.monotonic() < deadline, tree
+            time.sleep(0.05)
+        assert tree[0] == supervisor.pid
+        assert len(tree) == 3
+    finally:
+        for pid in matrix.process_tree(supervisor.pid)[1:]:
+            os.kill(pid, signal.SIGTERM)
+        supervisor.wait(10)
