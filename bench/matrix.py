@@ -472,6 +472,8 @@ def machine_facts() -> dict[str, str]:
         platform.processor(),
     )
     mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    # AgentHub's rows under another server than `agenthub serve` must say so.
+    served = {"AgentHub served by": f"`{v}`"} if (v := os.environ.get("BENCH_SERVE")) else {}
     return {
         "cpu": f"{cpu}, {os.cpu_count()} cores",
         "memory": f"{int(mem) // 1024 // 1024} GiB",
@@ -482,7 +484,7 @@ def machine_facts() -> dict[str, str]:
         "commit": out("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load average at start (1, 5, 15 min)": load_average(),
-    }
+    } | served
 
 
 def load_average() -> str:

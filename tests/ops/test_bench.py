@@ -285,7 +285,9 @@ def test_another_asgi_server_is_measured_with_every_process_it_serves_from(
 ) -> None:
     env = {"HOST": "127.0.0.1", "PORT": "8123"}
     assert matrix.serve_command(["py", "-m", "agenthub"], env) == ["py", "-m", "agenthub", "serve"]
+    assert "AgentHub served by" not in matrix.machine_facts()
     monkeypatch.setenv("BENCH_SERVE", "granian --host {host} --port {port} --factory x:app")
+    assert matrix.machine_facts()["AgentHub served by"].startswith("`granian --host")
     assert matrix.serve_command(["py"], env) == [
         "granian", "--host", "127.0.0.1", "--port", "8123", "--factory", "x:app"
     ]  # fmt: skip
