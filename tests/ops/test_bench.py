@@ -113,6 +113,11 @@ def test_the_report_judges_two_nodes_against_one_and_says_when_the_box_was_busy(
     assert "Provisional" not in text
     busy = {**quiet, "load average at end (1, 5, 15 min)": "3.50, 2.0, 1.0"}
     assert "**Provisional figures:**" in report.markdown(busy, results, [], "make bench", 60)
+    # The run's own servers and generators load the machine by its end: not other work.
+    own = {**quiet, "load average at end (1, 5, 15 min)": "2.40, 1.7, 1.4"}
+    assert "Provisional" not in report.markdown(own, results, [], "make bench", 60)
+    busy_before = {**own, "load average at start (1, 5, 15 min)": "1.30, 1.0, 0.5"}
+    assert "Provisional" in report.markdown(busy_before, results, [], "make bench", 60)
 
 
 def test_two_nodes_deliver_every_message_across_nodes(tmp_path: Path) -> None:
