@@ -102,6 +102,11 @@ class Running:
     receive_url: str | None = None
     pids: list[int] | None = None
 
+    @property
+    def serving(self) -> list[int]:
+        """Every process the server serves from (its nodes, their workers): what is measured."""
+        return self.pids or [self.proc.pid]
+
 
 def free_port() -> int:
     import socket
@@ -383,7 +388,7 @@ def _measure(ctx: Any, target: str, setting: Setting) -> dict[str, Any]:
     label = f"[{target} / {setting.name}]"
     gen: Any = jsgen if setting.generator == "js" else loadgen
     with ctx as server:
-        pids = server.pids or server.proc.pid  # every node's, every worker's
+        pids = server.serving
         if setting.plan is None:
             result: dict[str, Any] = gen.run_connections(
                 server.url, server.admin_token, setting.sockets, 4, pids, label
@@ -521,6 +526,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.render:
         saved = json.loads(Path(args.render).read_text())
+        if missing := [
+            k for k in ("facts", "results", "command", "elapsed", "quick") if k not in saved
+        ]:
+            raise SystemExit(f"{args.render} lacks {', '.join(missing)}: written by an older run?")
         every = with_generators(settings(saved["quick"]), list(GENERATORS))
         chosen = [s for s in every if s.name in saved["results"]]
         write_report(Path(args.out), saved, chosen)

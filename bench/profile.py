@@ -75,7 +75,7 @@ def _measure(
 ) -> dict[str, Any]:
     gen: Any = jsgen if setting.generator == "js" else loadgen
     with ctx as server:
-        pids = server.pids or server.proc.pid  # every process serving, when there are several
+        pids = server.serving
         spies: list[subprocess.Popen[bytes]] = []
         xacts: list[int] = []
 
@@ -87,6 +87,8 @@ def _measure(
                 return
             exe = shutil.which("py-spy") or str(Path(matrix.sys.executable).parent / "py-spy")
             cmd = [exe, "record", "--pid", str(server.proc.pid), "--format", "raw", "-o", py_spy]
+            if os.environ.get("BENCH_SERVE"):  # another server may serve from its workers
+                cmd += ["--subprocesses"]
             cmd += ["--rate", os.environ.get("BENCH_SPY_RATE", "100")]
             spies.append(
                 subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -283,6 +283,16 @@ def test_a_saved_run_renders_the_same_report_with_the_experiments_of_now(tmp_pat
     assert "2 rooms x 5 agents, 20 messages per agent" in text  # the quick plan's
     assert "| paced: AgentHub / node-ref p99 send→delivery | 0.45 | ≤ 0.50 | yes |" in text
     assert text.rstrip().endswith(report.EXPERIMENTS.read_text().rstrip().splitlines()[-1])
+    # A results file from before --render existed is refused, saying why.
+    (tmp_path / "old.json").write_text(json.dumps({"facts": {}, "results": {}}))
+    old = subprocess.run(
+        [sys.executable, "-m", "bench.matrix", "--render", str(tmp_path / "old.json"),
+         "--out", str(out)],
+        cwd=matrix.ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert old.returncode == 1
+    assert "lacks command, elapsed, quick" in old.stderr
+    assert out.read_text() == text
 
 
 def test_another_asgi_server_is_measured_with_every_process_it_serves_from(
